@@ -1,0 +1,33 @@
+"""The ``tileindex`` command line: one module per subcommand, each a thin wrapper."""
+
+from __future__ import annotations
+
+import click
+
+from tileindex.cli._common import configure_logging
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="tileindex")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+def main(verbose: int) -> None:
+    """Exact country membership for every cell of a global lon/lat raster grid.
+
+    \b
+    Typical use:
+      tileindex build --iso iso.parquet --countries countries.parquet \\
+                      --raster grid.tif --out ./out
+    Run 'tileindex COMMAND --help' for a command's options.
+    """
+    configure_logging(verbose)
+
+
+def _register() -> None:
+    from tileindex.cli import build
+
+    main.add_command(build.build)
+
+
+_register()

@@ -1,0 +1,139 @@
+"""The contract in code: output schemas, dataset paths, parameter hash, receipt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+
+from tileindex.errors import ConfigError, InclusionRuleError
+
+CONTRACT_VERSION = "tileindex/1B.S1/1"
+
+PREDICATES = ("center", "any_overlap")
+
+TILE_INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("country_iso", pa.string(), nullable=False),
+        pa.field("tile_id", pa.uint64(), nullable=False),
+        pa.field("raster_row", pa.uint32(), nullable=False),
+        pa.field("raster_col", pa.uint32(), nullable=False),
+        pa.field("centroid_lon", pa.float64(), nullable=False),
+        pa.field("centroid_lat", pa.float64(), nullable=False),
+        pa.field("pixel_area_m2", pa.float64(), nullable=False),
+        pa.field("inclusion_rule", pa.string(), nullable=False),
+    ]
+)
+
+TILE_BOUNDS_SCHEMA = pa.schema(
+    [
+        pa.field("country_iso", pa.string(), nullable=False),
+        pa.field("tile_id", pa.uint64(), nullable=False),
+        pa.field("min_lon_deg", pa.float64(), nullable=False),
+        pa.field("max_lon_deg", pa.float64(), nullable=False),
+        pa.field("min_lat_deg", pa.float64(), nullable=False),
+        pa.field("max_lat_deg", pa.float64(), nullable=False),
+        pa.field("centroid_lon_deg", pa.float64(), nullable=False),
+        pa.field("centroid_lat_deg", pa.float64(), nullable=False),
+    ]
+)
+
+DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
+
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_predicate(predicate: str) -> str:
+    if predicate not in PREDICATES:
+        raise InclusionRuleError(
+            f"unknown predicate {predicate!r}; valid predicates are {', '.join(PREDICATES)}"
+        )
+    return predicate
+
+
+def check_parameter_hash(value: str) -> str:
+    if not isinstance(value, str) or not _HASH_RE.match(value):
+        raise ConfigError(
+            f"parameter hash {value!r} is not 64 lowercase hex characters; pass a SHA-256 "
+            "hex digest or omit it to derive one from the inputs"
+        )
+    return value
+
+
+def parameter_hash(
+    predicate: str, digests: Mapping[str, str], grid_json: Mapping[str, object]
+) -> str:
+    """SHA-256 of the canonical JSON of what determines the result (SPEC §7)."""
+    doc = {
+        "contract_version": CONTRACT_VERSION,
+        "predicate": predicate,
+        "ingress": dict(sorted(digests.items())),
+        "grid": grid_json,
+    }
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetDictionary:
+    """Relative path templates for every artefact, keyed by ``DATASET_KEYS``."""
+
+    templates: Mapping[str, str]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> DatasetDictionary:
+        if path is None:
+            text = resources.files("tileindex").joinpath("dataset_dictionary.yaml").read_text()
+            source = "the built-in dataset dictionary"
+        else:
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise ConfigError(
+                    f"dataset dictionary {path}: cannot read ({exc.strerror}); pass an existing "
+                    "YAML file or omit --dictionary to use the built-in one"
+                ) from exc
+            source = f"dataset dictionary {path}"
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+        datasets = doc.get("datasets") if isinstance(doc, dict) else None
+        if not isinstance(datasets, dict):
+            raise ConfigError(f"{source}: needs a 'datasets' mapping with {', '.join(DATASET_KEYS)}")
+        missing = [k for k in DATASET_KEYS if not isinstance(datasets.get(k), str)]
+        if missing:
+            raise ConfigError(f"{source}: missing path templates for {', '.join(missing)}")
+        for key in DATASET_KEYS:
+            tpl = datasets[key]
+            if "{parameter_hash}" not in tpl or Path(tpl).is_absolute() or ".." in Path(tpl).parts:
+                raise ConfigError(
+                    f"{source}: {key} template {tpl!r} must be a relative path containing "
+                    "{parameter_hash}"
+                )
+        return cls({k: datasets[k] for k in DATASET_KEYS})
+
+    def path(self, key: str, root: str | Path, parameter_hash: str) -> Path:
+        rel = self.templates[key].format(parameter_hash=parameter_hash)
+        return Path(root) / rel.rstrip("/")
+
+
+def determinism_receipt(partition: Path) -> dict[str, str]:
+    """SHA-256 over every file's bytes, in ASCII order of relative path (SPEC §7)."""
+    digest = hashlib.sha256()
+    files = sorted(
+        (p for p in partition.rglob("*") if p.is_file()),
+        key=lambda p: p.relative_to(partition).as_posix().encode("ascii"),
+    )
+    for path in files:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return {"partition_path": str(partition), "sha256_hex": digest.hexdigest()}

@@ -1,0 +1,94 @@
+"""The error hierarchy: one root, one class per SPEC §8 code, each also a built-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TileIndexError(Exception):
+    """Root of every error tileindex raises on purpose.
+
+    ``code`` is the SPEC §8 error code (``None`` for plain bad input that the SPEC
+    gives no code for); ``context`` carries the optional event fields
+    (``country_iso``, ``raster_row``, ``raster_col``).
+    """
+
+    code: str | None = None
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = {k: v for k, v in context.items() if v is not None}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.code else self.message
+
+
+class InputError(TileIndexError, ValueError):
+    """A sealed input is missing, unreadable or malformed (no SPEC code)."""
+
+
+class InputFileError(TileIndexError, OSError):
+    """A sealed input file cannot be opened or read."""
+
+
+class GeometryInvalidError(TileIndexError, ValueError):
+    code = "E001_GEO_INVALID"
+
+
+class RasterMismatchError(TileIndexError, ValueError):
+    code = "E002_RASTER_MISMATCH"
+
+
+class DuplicateTileError(TileIndexError, ValueError):
+    code = "E003_DUP_TILE"
+
+
+class BoundsError(TileIndexError, ValueError):
+    code = "E004_BOUNDS"
+
+
+class IsoForeignKeyError(TileIndexError, ValueError):
+    code = "E005_ISO_FK"
+
+
+class AreaNonPositiveError(TileIndexError, ValueError):
+    code = "E006_AREA_NONPOS"
+
+
+class CrsMismatchError(TileIndexError, ValueError):
+    code = "E007_CRS_MISMATCH"
+
+
+class InclusionRuleError(TileIndexError, ValueError):
+    code = "E008_INCLUSION_RULE"
+
+
+class PerfBudgetError(TileIndexError, RuntimeError):
+    code = "E009_PERF_BUDGET"
+
+
+class ImmutablePartitionError(TileIndexError, FileExistsError):
+    code = "E010_IMMUTABLE_PARTITION"
+
+
+class ConfigError(TileIndexError, ValueError):
+    """An option has a value outside its domain (chunk size, parameter hash, ...)."""
+
+
+__all__ = [
+    "AreaNonPositiveError",
+    "BoundsError",
+    "ConfigError",
+    "CrsMismatchError",
+    "DuplicateTileError",
+    "GeometryInvalidError",
+    "ImmutablePartitionError",
+    "InclusionRuleError",
+    "InputError",
+    "InputFileError",
+    "IsoForeignKeyError",
+    "PerfBudgetError",
+    "RasterMismatchError",
+    "TileIndexError",
+]

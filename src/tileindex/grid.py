@@ -1,0 +1,312 @@
+"""The grid value type: shape, transform, tile ids, centroids, bounds, areas, windows.
+
+Every formula here is the SPEC §3 formula written once; the kernel, the legacy engine,
+the writers and the validator all take cell coordinates from this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+from pyproj import Geod
+
+from tileindex.errors import RasterMismatchError
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_GEOD = Geod(ellps="WGS84")
+
+
+def wrap_center(lon: FloatArray) -> FloatArray:
+    """Wrap longitudes into [-180, 180] (180 and -180 are both kept as given)."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lon = np.where(lon > 180.0, lon - 360.0, lon)
+    return np.where(lon < -180.0, lon + 360.0, lon)
+
+
+def wrap_west(lon: FloatArray) -> FloatArray:
+    """Wrap a west edge into [-180, 180)."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lon = np.where(lon >= 180.0, lon - 360.0, lon)
+    return np.where(lon < -180.0, lon + 360.0, lon)
+
+
+def wrap_east(lon: FloatArray) -> FloatArray:
+    """Wrap an east edge into (-180, 180]."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lon = np.where(lon > 180.0, lon - 360.0, lon)
+    return np.where(lon <= -180.0, lon + 360.0, lon)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of grid cells: rows [row_start, row_stop) x cols [col_start, col_stop)."""
+
+    row_start: int
+    row_stop: int
+    col_start: int
+    col_stop: int
+
+    @property
+    def height(self) -> int:
+        return self.row_stop - self.row_start
+
+    @property
+    def width(self) -> int:
+        return self.col_stop - self.col_start
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width
+
+
+@dataclass(frozen=True)
+class ColumnSegment:
+    """Cells of a column range seen at one longitude shift (-360, 0 or +360).
+
+    A cell that straddles ±180 is split at the antimeridian into two pieces, each
+    tested at its wrapped position; each piece lives in the segment of its shift.
+    Within a segment all arrays are non-decreasing in x, which the kernel relies on.
+
+    ``cols``: grid column of each piece; ``x0``/``x1``: the piece's wrapped west/east
+    edge; ``test_x``: a point strictly inside the piece, the published (wrapped)
+    centroid when the centroid falls in this piece; ``has_centroid``: whether it does.
+    """
+
+    cols: IntArray
+    x0: FloatArray
+    x1: FloatArray
+    test_x: FloatArray
+    has_centroid: npt.NDArray[np.bool_]
+
+
+_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up EPSG:4326 grid: ``x = c + a*col``, ``y = f + e*row`` (a > 0, e < 0)."""
+
+    ncols: int
+    nrows: int
+    a: float
+    c: float
+    e: float
+    f: float
+
+    @classmethod
+    def from_transform(cls, ncols: int, nrows: int, transform: Sequence[float]) -> Grid:
+        """Build a grid from GDAL-order ``(a, b, c, d, e, f)``; reject what SPEC §3 rejects."""
+        if len(transform) < 6:
+            raise RasterMismatchError(f"grid transform needs 6 coefficients, got {transform!r}")
+        a, b, c, d, e, f = (float(v) for v in transform[:6])
+        if not all(math.isfinite(v) for v in (a, b, c, d, e, f)):
+            raise RasterMismatchError(f"grid transform has non-finite coefficients: {transform!r}")
+        if b != 0.0 or d != 0.0:
+            raise RasterMismatchError(
+                f"grid is rotated or sheared (b={b}, d={d}); only north-up grids with b = d = 0 "
+                "are supported: warp the raster to a north-up EPSG:4326 grid"
+            )
+        if e >= 0.0:
+            raise RasterMismatchError(
+                f"grid rows run south-up (e={e} >= 0); flip the raster so row 0 is the north edge"
+            )
+        if a <= 0.0:
+            raise RasterMismatchError(f"grid columns run east-to-west (a={a} <= 0)")
+        if ncols < 1 or nrows < 1:
+            raise RasterMismatchError(f"grid has no cells ({ncols} x {nrows})")
+        grid = cls(int(ncols), int(nrows), a, c, e, f)
+        west, east = c, c + a * ncols
+        south, north = f + e * nrows, f
+        if east - west > 360.0 + 1e-9 or west < -540.0 or east > 540.0:
+            raise RasterMismatchError(
+                f"grid spans longitudes {west}..{east}: a global grid covers at most 360 degrees "
+                "between -540 and 540"
+            )
+        if north > 90.0 or south < -90.0:
+            raise RasterMismatchError(
+                f"grid spans latitudes {south}..{north}, beyond [-90, 90]: check the transform"
+            )
+        if ncols * nrows >= 2**64:
+            raise RasterMismatchError("grid too large for uint64 tile ids")
+        return grid
+
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]:
+        return (self.a, 0.0, self.c, 0.0, self.e, self.f)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.nrows, self.ncols)
+
+    def to_json(self) -> dict[str, object]:
+        return {"ncols": self.ncols, "nrows": self.nrows, "transform": list(self.transform)}
+
+    # -- identity ---------------------------------------------------------------------
+
+    def tile_id(self, rows: npt.ArrayLike, cols: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+        r = np.asarray(rows, dtype=np.uint64)
+        return r * np.uint64(self.ncols) + np.asarray(cols, dtype=np.uint64)
+
+    # -- coordinates (SPEC §3, exactly this float form) -------------------------------
+
+    def centroid_lon(self, cols: npt.ArrayLike) -> FloatArray:
+        col = np.asarray(cols, dtype=np.float64)
+        return wrap_center(self.c + self.a * (col + 0.5))
+
+    def centroid_lat(self, rows: npt.ArrayLike) -> FloatArray:
+        row = np.asarray(rows, dtype=np.float64)
+        return self.f + self.e * (row + 0.5)
+
+    def raw_x_edges(self, cols: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        col = np.asarray(cols, dtype=np.float64)
+        return self.c + self.a * col, self.c + self.a * (col + 1.0)
+
+    def lon_bounds(self, cols: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """(min_lon, max_lon) wrapped; min > max for a cell straddling ±180."""
+        x0, x1 = self.raw_x_edges(cols)
+        return wrap_west(x0), wrap_east(x1)
+
+    def lat_bounds(self, rows: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """(min_lat, max_lat): the south edge ``f + e*(row+1)`` and north edge ``f + e*row``."""
+        row = np.asarray(rows, dtype=np.float64)
+        return self.f + self.e * (row + 1.0), self.f + self.e * row
+
+    def row_area_m2(self, rows: npt.ArrayLike) -> FloatArray:
+        """WGS84 area of a cell of each row (it depends on the row only)."""
+        table = self._area_table
+        return table[np.asarray(rows, dtype=np.int64)]
+
+    @cached_property
+    def _area_table(self) -> FloatArray:
+        south, north = self.lat_bounds(np.arange(self.nrows))
+        out = np.empty(self.nrows, dtype=np.float64)
+        lons = [0.0, self.a, self.a, 0.0]
+        for i, (s, n) in enumerate(zip(south.tolist(), north.tolist(), strict=True)):
+            area, _ = _GEOD.polygon_area_perimeter(lons, [s, s, n, n])
+            out[i] = abs(area)
+        return out
+
+    # -- windows and chunks ------------------------------------------------------------
+
+    def windows_for_bounds(
+        self, minx: float, miny: float, maxx: float, maxy: float
+    ) -> list[Window]:
+        """Windows of cells whose (wrapped) extent may meet the lon/lat box, with a
+        one-cell rim so float rounding at the box edge can never drop a cell.
+
+        Several windows (one per column range) when the box wraps around the grid seam.
+        """
+        rim_x, rim_y = self.a, -self.e
+        south, north = self.lat_bounds(np.arange(self.nrows))
+        rows = np.flatnonzero((north >= miny - rim_y) & (south <= maxy + rim_y))
+        if rows.size == 0:
+            return []
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        hit = np.zeros(self.ncols, dtype=bool)
+        for seg in self.column_segments(0, self.ncols):
+            sel = (seg.x1 >= minx - rim_x) & (seg.x0 <= maxx + rim_x)
+            hit[seg.cols[sel]] = True
+        return [Window(r0, r1, s, t) for s, t in _runs(hit)]
+
+    def column_segments(self, col_start: int, col_stop: int) -> list[ColumnSegment]:
+        """The cells of columns [col_start, col_stop) split by longitude shift."""
+        cols = np.arange(col_start, col_stop, dtype=np.int64)
+        x0, x1 = self.raw_x_edges(cols)
+        xc = self.c + self.a * (cols.astype(np.float64) + 0.5)
+        xc_wrapped = wrap_center(xc)
+        out = []
+        for lo, hi, shift in _SHIFTS:
+            p0 = np.maximum(x0, lo)
+            p1 = np.minimum(x1, hi)
+            keep = p0 < p1
+            if not keep.any():
+                continue
+            w0 = p0[keep] + shift
+            w1 = p1[keep] + shift
+            mid = 0.5 * (w0 + w1)
+            # the centroid belongs to the piece that its wrapped value falls in
+            xcw = xc_wrapped[keep]
+            has_c = (xcw >= w0) & (xcw <= w1) & (xc[keep] >= lo) & (xc[keep] <= hi)
+            test = np.where(has_c, xcw, mid)
+            interior = (test > w0) & (test < w1)
+            # a piece narrower than float resolution has no interior point and no area
+            keep_idx = np.flatnonzero(interior | has_c)
+            out.append(
+                ColumnSegment(
+                    cols=cols[keep][keep_idx],
+                    x0=w0[keep_idx],
+                    x1=w1[keep_idx],
+                    test_x=test[keep_idx],
+                    has_centroid=has_c[keep_idx],
+                )
+            )
+        return out
+
+    def chunks(self, window: Window, size: int) -> Iterator[Window]:
+        """Row-major ``size`` x ``size`` chunks covering the window."""
+        for r in range(window.row_start, window.row_stop, size):
+            for c in range(window.col_start, window.col_stop, size):
+                yield Window(r, min(r + size, window.row_stop), c, min(c + size, window.col_stop))
+
+
+def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True values."""
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(s), int(t)) for s, t in zip(edges[::2], edges[1::2], strict=True)]
+
+
+@dataclass(frozen=True, eq=False)
+class CellRuns:
+    """The result of masking one chunk: included cells as row-major runs, plus counts.
+
+    Run ``i`` covers cells ``(row[i], col0[i]) .. (row[i], col1[i] - 1)``; runs are
+    sorted by (row, col0) and never overlap. The counts feed the country summary.
+    """
+
+    window: Window
+    row: IntArray
+    col0: IntArray
+    col1: IntArray
+    cells_included: int
+    cells_excluded_hole: int
+
+    @property
+    def cells_visited(self) -> int:
+        return self.window.size
+
+    @classmethod
+    def from_mask(
+        cls, window: Window, included: npt.NDArray[np.bool_], in_hole: npt.NDArray[np.bool_]
+    ) -> CellRuns:
+        """Runs of ``included`` (a (height, width) mask of the window); ``in_hole`` marks
+        excluded cells whose test point lies in a hole of the country."""
+        h, w = included.shape
+        padded = np.zeros((h, w + 2), dtype=np.int8)
+        padded[:, 1:-1] = included
+        d = np.diff(padded, axis=1)
+        sr, sc = np.nonzero(d == 1)
+        er, ec = np.nonzero(d == -1)
+        # np.nonzero walks row-major, so starts and ends pair up in order
+        return cls(
+            window=window,
+            row=sr.astype(np.int64) + window.row_start,
+            col0=sc.astype(np.int64) + window.col_start,
+            col1=ec.astype(np.int64) + window.col_start,
+            cells_included=int(np.count_nonzero(included)),
+            cells_excluded_hole=int(np.count_nonzero(in_hole & ~included)),
+        )
+
+    def to_mask(self) -> npt.NDArray[np.bool_]:
+        """The dense (height, width) inclusion mask of the window (for tests and tools)."""
+        out = np.zeros((self.window.height, self.window.width), dtype=bool)
+        for r, a, b in zip(self.row.tolist(), self.col0.tolist(), self.col1.tolist(), strict=True):
+            out[r - self.window.row_start, a - self.window.col_start : b - self.window.col_start] = True
+        return out

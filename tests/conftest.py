@@ -1,0 +1,1 @@
+"""Shared fixtures: small inputs built in code (see tests/data/README.md)."""
