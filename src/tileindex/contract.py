@@ -107,7 +107,9 @@ class DatasetDictionary:
             raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
         datasets = doc.get("datasets") if isinstance(doc, dict) else None
         if not isinstance(datasets, dict):
-            raise ConfigError(f"{source}: needs a 'datasets' mapping with {', '.join(DATASET_KEYS)}")
+            raise ConfigError(
+                f"{source}: needs a 'datasets' mapping with {', '.join(DATASET_KEYS)}"
+            )
         missing = [k for k in DATASET_KEYS if not isinstance(datasets.get(k), str)]
         if missing:
             raise ConfigError(f"{source}: missing path templates for {', '.join(missing)}")

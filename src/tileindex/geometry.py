@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -84,10 +85,7 @@ def country_geometry(iso: str, rows: Sequence[BaseGeometry]) -> CountryGeometry:
     for i, g in enumerate(rows):
         check_valid(g, iso, f"polygon row {i + 1} of {len(rows)}")
     normalised = [normalise_longitudes(g) for g in rows]
-    if len(normalised) == 1:
-        geom = normalised[0]
-    else:
-        geom = _polygonal(shapely.union_all(normalised))
+    geom = normalised[0] if len(normalised) == 1 else _polygonal(shapely.union_all(normalised))
     check_valid(geom, iso, "union of its polygon rows" if len(rows) > 1 else "geometry")
     return CountryGeometry.from_geometry(iso, geom)
 
@@ -116,6 +114,11 @@ class Edges:
 
     def __len__(self) -> int:
         return int(self.x1.size)
+
+    def select(self, keep: npt.NDArray[np.bool_]) -> Edges:
+        return Edges(
+            self.x1[keep], self.y1[keep], self.x2[keep], self.y2[keep], self.is_shell[keep]
+        )
 
 
 def _edges(parts: Sequence[BaseGeometry]) -> Edges:
@@ -167,3 +170,45 @@ class CountryGeometry:
     @property
     def is_empty(self) -> bool:
         return len(self.parts) == 0
+
+    @cached_property
+    def exact(self) -> ExactIndex:
+        """Indexes for exact GEOS decisions (built lazily, once)."""
+        return ExactIndex.build(self)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactIndex:
+    """GEOS structures for the exact decisions, built once per country.
+
+    ``shells[i]`` is part i's exterior as a hole-free polygon, ``holes[i]`` its holes as
+    one (possibly empty) multipolygon; ``segments`` are the boundary segments.
+    """
+
+    geom: BaseGeometry
+    shells: npt.NDArray[np.object_]
+    holes: npt.NDArray[np.object_]
+    shell_tree: shapely.STRtree
+    segments: npt.NDArray[np.object_]
+    segment_tree: shapely.STRtree
+
+    @classmethod
+    def build(cls, country: CountryGeometry) -> ExactIndex:
+        geom = shapely.Polygon() if country.is_empty else country.geom
+        shapely.prepare(geom)
+        shells = np.array([shapely.Polygon(p.exterior) for p in country.parts], dtype=object)
+        holes = np.array(
+            [
+                shapely.MultiPolygon([shapely.Polygon(h) for h in p.interiors])
+                for p in country.parts
+            ],
+            dtype=object,
+        )
+        shapely.prepare(shells)
+        shapely.prepare(holes)
+        e = country.edges
+        coords = np.stack([np.stack([e.x1, e.y1], 1), np.stack([e.x2, e.y2], 1)], 1)
+        segments = shapely.linestrings(coords) if len(e) else np.empty(0, dtype=object)
+        return cls(
+            geom, shells, holes, shapely.STRtree(shells), segments, shapely.STRtree(segments)
+        )

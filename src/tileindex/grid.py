@@ -293,7 +293,7 @@ class CellRuns:
         padded[:, 1:-1] = included
         d = np.diff(padded, axis=1)
         sr, sc = np.nonzero(d == 1)
-        er, ec = np.nonzero(d == -1)
+        _er, ec = np.nonzero(d == -1)
         # np.nonzero walks row-major, so starts and ends pair up in order
         return cls(
             window=window,
@@ -308,5 +308,7 @@ class CellRuns:
         """The dense (height, width) inclusion mask of the window (for tests and tools)."""
         out = np.zeros((self.window.height, self.window.width), dtype=bool)
         for r, a, b in zip(self.row.tolist(), self.col0.tolist(), self.col1.tolist(), strict=True):
-            out[r - self.window.row_start, a - self.window.col_start : b - self.window.col_start] = True
+            out[
+                r - self.window.row_start, a - self.window.col_start : b - self.window.col_start
+            ] = True
         return out
