@@ -127,8 +127,12 @@ class DatasetDictionary:
         return Path(root) / rel.rstrip("/")
 
 
-def determinism_receipt(partition: Path) -> dict[str, str]:
-    """SHA-256 over every file's bytes, in ASCII order of relative path (SPEC §7)."""
+def determinism_receipt(partition: Path, recorded_path: Path | None = None) -> dict[str, str]:
+    """SHA-256 over every file's bytes, in ASCII order of relative path (SPEC §7).
+
+    ``recorded_path`` is the path written into the receipt when the bytes are hashed
+    from a staged copy before it is renamed into place (default: ``partition``).
+    """
     digest = hashlib.sha256()
     files = sorted(
         (p for p in partition.rglob("*") if p.is_file()),
@@ -138,4 +142,5 @@ def determinism_receipt(partition: Path) -> dict[str, str]:
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    return {"partition_path": str(partition), "sha256_hex": digest.hexdigest()}
+    shown = partition if recorded_path is None else recorded_path
+    return {"partition_path": str(shown), "sha256_hex": digest.hexdigest()}

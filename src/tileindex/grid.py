@@ -198,22 +198,42 @@ class Grid:
     def windows_for_bounds(
         self, minx: float, miny: float, maxx: float, maxy: float
     ) -> list[Window]:
-        """Windows of cells whose (wrapped) extent may meet the lon/lat box, with a
-        one-cell rim so float rounding at the box edge can never drop a cell.
+        """Windows of cells whose (wrapped) extent may meet the lon/lat box."""
+        return self.windows_for_boxes(np.array([[minx, miny, maxx, maxy]], dtype=np.float64))
 
-        Several windows (one per column range) when the box wraps around the grid seam.
+    def windows_for_boxes(self, boxes: npt.ArrayLike) -> list[Window]:
+        """Windows of cells whose (wrapped) extent may meet any of the lon/lat boxes
+        (rows ``(minx, miny, maxx, maxy)``), with a one-cell rim so float rounding at a
+        box edge can never drop a cell.
+
+        All windows share the union of the boxes' row ranges; their columns are the
+        union of the boxes' column ranges, so a country made of parts on both sides of
+        ±180 (or scattered islands) is not scanned across the whole globe.
         """
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if b.shape[0] == 0:
+            return []
         rim_x, rim_y = self.a, -self.e
         south, north = self.lat_bounds(np.arange(self.nrows))
-        rows = np.flatnonzero((north >= miny - rim_y) & (south <= maxy + rim_y))
-        if rows.size == 0:
+        rows = np.zeros(self.nrows + 1, dtype=np.int64)
+        # north and south decrease with the row index: search their negations
+        r_lo = np.searchsorted(-south, -(b[:, 3] + rim_y), side="left")  # south <= maxy + rim
+        r_hi = np.searchsorted(-north, -(b[:, 1] - rim_y), side="right")  # north >= miny - rim
+        np.add.at(rows, r_lo, 1)
+        np.add.at(rows, r_hi, -1)
+        row_hit = np.flatnonzero(np.cumsum(rows[:-1]) > 0)
+        if row_hit.size == 0:
             return []
-        r0, r1 = int(rows[0]), int(rows[-1]) + 1
-        hit = np.zeros(self.ncols, dtype=bool)
+        r0, r1 = int(row_hit[0]), int(row_hit[-1]) + 1
+        cols = np.zeros(self.ncols + 1, dtype=np.int64)
         for seg in self.column_segments(0, self.ncols):
-            sel = (seg.x1 >= minx - rim_x) & (seg.x0 <= maxx + rim_x)
-            hit[seg.cols[sel]] = True
-        return [Window(r0, r1, s, t) for s, t in _runs(hit)]
+            lo = np.searchsorted(seg.x1, b[:, 0] - rim_x, side="left")  # x1 >= minx - rim
+            hi = np.searchsorted(seg.x0, b[:, 2] + rim_x, side="right")  # x0 <= maxx + rim
+            ok = lo < hi
+            np.add.at(cols, seg.cols[lo[ok]], 1)
+            np.add.at(cols, seg.cols[hi[ok] - 1] + 1, -1)
+        col_hit = np.cumsum(cols[:-1]) > 0
+        return [Window(r0, r1, s, t) for s, t in _runs(col_hit)]
 
     def column_segments(self, col_start: int, col_stop: int) -> list[ColumnSegment]:
         """The cells of columns [col_start, col_stop) split by longitude shift."""

@@ -1,0 +1,90 @@
+"""``tileindex prepare``: build the three sealed inputs offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tileindex.cli._common import clean_errors
+from tileindex.prepare import (
+    MIN_RESOLUTION_ARCSEC,
+    WORLDPOP_ARCSEC,
+    PrepareResult,
+    prepare_inputs,
+)
+
+
+@click.command(short_help="Build the ISO list, country polygons and grid raster offline.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, writable=True, path_type=Path),
+    metavar="DIR",
+    help="Folder for the prepared files (created if missing).",
+)
+@click.option(
+    "--resolution",
+    "resolution_arcsec",
+    type=float,
+    default=WORLDPOP_ARCSEC,
+    show_default=True,
+    metavar="ARCSEC",
+    help="Grid cell size in arc-seconds. 30 is the WorldPop 2020 1 km grid, exactly; "
+    f"others keep its top-left corner and extent (minimum {MIN_RESOLUTION_ARCSEC:g}).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace prepared files already in DIR.")
+def prepare(out_dir: Path, resolution_arcsec: float, overwrite: bool) -> None:
+    """Prepare the three inputs of 'tileindex build' from installed packages, offline.
+
+    \b
+    Writes into DIR:
+      iso.parquet          every ISO 3166-1 country (pycountry)
+      countries.parquet    Natural Earth 1:10m admin-0 polygons as GeoParquet,
+                           one row per feature, keyed by ISO alpha-2 code
+      grid.tif             a pixel-less GeoTIFF that only defines the grid
+      prepare_report.json  sources, counts, features left out, repairs, checksums
+
+    Features without an ISO code (e.g. Bir Tawil) are left out and invalid polygons
+    are repaired; the report lists each one. Running it again writes the same bytes.
+
+    \b
+    Example:
+      tileindex prepare --out inputs
+      tileindex build --iso inputs/iso.parquet --countries inputs/countries.parquet \\
+                      --raster inputs/grid.tif --out out
+    """
+    with clean_errors():
+        result = prepare_inputs(out_dir, resolution_arcsec, overwrite=overwrite)
+    _echo_summary(result)
+
+
+def _echo_summary(result: PrepareResult) -> None:
+    rep = result.report
+    counts = rep["counts"]
+    grid = rep["grid"]
+    src = rep["countries_source"]
+    click.echo(f"Prepared inputs in {result.out_dir} ({result.seconds:.1f} s)")
+    click.echo(f"  {result.iso_path.name:<20} {counts['iso_codes']} ISO 3166-1 codes")
+    click.echo(
+        f"  {result.countries_path.name:<20} {counts['rows_written']} polygon rows for "
+        f"{counts['codes_with_geometry']} codes from Natural Earth "
+        f"{src['natural_earth_version'] or '(version unknown)'} "
+        f"({counts['features_read']} features read)"
+    )
+    click.echo(
+        f"  {result.grid_path.name:<20} {grid['width']} x {grid['height']} cells "
+        f"at {grid['resolution_arcsec']:g} arc-seconds"
+    )
+    click.echo(f"  {result.report_path.name:<20} sources, counts, checksums")
+    for rep_item in rep["repairs"]:
+        click.echo(
+            f"Repaired {rep_item['country_iso']} {rep_item['name']}: {rep_item['reason_before']}"
+        )
+    if rep["left_out"]:
+        names = ", ".join(item["name"] for item in rep["left_out"])
+        click.echo(f"Left out {len(rep['left_out'])} features (reasons in the report): {names}")
+    missing = rep["iso_codes_without_geometry"]
+    if missing:
+        click.echo(f"{len(missing)} ISO codes have no polygon: {' '.join(missing)}")
