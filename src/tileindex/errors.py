@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
+# The event code for bad input that SPEC §8 gives no E-code (missing file, bad column, ...).
+BAD_INPUT_EVENT_CODE = "S1_BAD_INPUT"
+
+
 class TileIndexError(Exception):
     """Root of every error tileindex raises on purpose.
 
@@ -19,6 +23,11 @@ class TileIndexError(Exception):
         super().__init__(message)
         self.message = message
         self.context = {k: v for k, v in context.items() if v is not None}
+
+    @property
+    def event_code(self) -> str:
+        """The ``code`` of this error's S1_ERROR event."""
+        return self.code or BAD_INPUT_EVENT_CODE
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.code else self.message
@@ -77,6 +86,7 @@ class ConfigError(TileIndexError, ValueError):
 
 
 __all__ = [
+    "BAD_INPUT_EVENT_CODE",
     "AreaNonPositiveError",
     "BoundsError",
     "ConfigError",

@@ -104,16 +104,14 @@ def build(
     paths_dict = DatasetDictionary.load(dictionary)
     out = Path(out)
 
-    iso_list = read_iso_list(iso)
-    layer = read_country_layer(countries, iso_list)
-    grid_in = read_grid(raster)
-    grid = grid_in.grid
-    digests = {"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest}
-    phash = parameter_hash or derive_parameter_hash(predicate, digests, grid.to_json())
-    paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
-    event_log = JsonLinesTelemetry(paths["event_log"])
-
+    phash = parameter_hash
     try:
+        iso_list = read_iso_list(iso)
+        layer = read_country_layer(countries, iso_list)
+        grid_in = read_grid(raster)
+        grid = grid_in.grid
+        digests = {"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest}
+        phash = phash or derive_parameter_hash(predicate, digests, grid.to_json())
         return _run(
             grid=grid,
             codes=iso_list.codes,
@@ -124,7 +122,7 @@ def build(
             chunk_size=chunk_size,
             phash=phash,
             out=out,
-            paths=paths,
+            paths={key: paths_dict.path(key, out, phash) for key in paths_dict.templates},
             digests=digests,
             meter=meter,
             started=started,
@@ -133,9 +131,12 @@ def build(
             bytes_vectors=iso_list.bytes_read + layer.bytes_read,
         )
     except TileIndexError as exc:
-        event = error_event(exc.code or "S1_INPUT", exc.message, phash, **exc.context)
-        event_log.on_event(event)
-        tele.on_event(event)
+        # the event log lives under the parameter hash: without one, stderr only (CLI)
+        exc.parameter_hash = phash  # type: ignore[attr-defined]
+        if phash is not None:
+            event = error_event(exc.event_code, exc.message, phash, **exc.context)
+            JsonLinesTelemetry(paths_dict.path("event_log", out, phash)).on_event(event)
+            tele.on_event(event)
         raise
 
 

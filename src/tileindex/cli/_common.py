@@ -40,7 +40,7 @@ def clean_errors() -> Iterator[None]:
         yield
     except TileIndexError as exc:
         phash = getattr(exc, "parameter_hash", None)
-        event = error_event(exc.code or "S1_INPUT", exc.message, phash, **exc.context)
+        event = error_event(exc.event_code, exc.message, phash, **exc.context)
         click.echo(f"error: {exc}", err=True)
         click.echo(json.dumps(event, sort_keys=True), err=True)
         raise SystemExit(1) from None
@@ -127,7 +127,7 @@ def print_build_summary(result: Any) -> None:
     """A short table for people: counts, time, throughput, where things are."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     rate = result.rows_emitted / max(result.seconds, 1e-9)
     verb = "published" if result.outcome == "published" else "already published (identical, no-op)"
     table.add_row("outcome", verb)

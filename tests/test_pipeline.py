@@ -1,0 +1,227 @@
+"""End-to-end builds through the Python API: outputs, identity, determinism, publishing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from factories import make_inputs
+
+from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
+from tileindex.errors import (
+    ConfigError,
+    GeometryInvalidError,
+    ImmutablePartitionError,
+    InclusionRuleError,
+)
+from tileindex.pipeline import build
+
+# a 0.5-degree grid over part of the globe whose west edge overhangs -180 like WorldPop's
+GRID = (0.5, 0.0, -180.25, 0.0, -0.5, 60.0)
+NCOLS, NROWS = 720, 200
+
+COUNTRIES = {
+    # a host with a hole whose outline is exactly the enclave's
+    "AA": [
+        shapely.Polygon(
+            [(0, 0), (30, 0), (30, 20), (0, 20)], [[(10, 5), (10, 10), (15, 10), (15, 5)]]
+        )
+    ],
+    "BB": [shapely.box(10, 5, 15, 10)],
+    # given beyond +180: cut at the antimeridian and wrapped
+    "FJ": [shapely.Polygon([(177, -18), (182.3, -18), (182.3, -15.1), (177, -15.1)])],
+    # two rows for one code, and a sliver thinner than a cell
+    "CC": [shapely.box(-60, 30, -50, 40), shapely.box(-50, 30, -49.9, 35)],
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("inputs")
+    return make_inputs(
+        folder,
+        COUNTRIES,
+        iso_codes=["AA", "BB", "CC", "FJ", "ZZ"],
+        ncols=NCOLS,
+        nrows=NROWS,
+        transform=GRID,
+    )
+
+
+def _read(partition: Path):
+    files = sorted(p.name for p in partition.iterdir())
+    assert all(not (partition / f).is_dir() for f in files)
+    return (
+        pq.read_table([partition / f for f in files])
+        if len(files) > 1
+        else pq.read_table(partition / files[0])
+    )
+
+
+@pytest.mark.parametrize("predicate", ["center", "any_overlap"])
+def test_outputs_follow_the_contract(inputs, tmp_path: Path, predicate: str) -> None:
+    result = build(*inputs, tmp_path, predicate=predicate)
+    index = _read(result.paths["tile_index"])
+    bounds = _read(result.paths["tile_bounds"])
+    assert index.schema.remove_metadata() == TILE_INDEX_SCHEMA
+    assert bounds.schema.remove_metadata() == TILE_BOUNDS_SCHEMA
+    keys = list(zip(index["country_iso"].to_pylist(), index["tile_id"].to_pylist(), strict=True))
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert keys == list(
+        zip(bounds["country_iso"].to_pylist(), bounds["tile_id"].to_pylist(), strict=True)
+    )
+    tid = index["tile_id"].to_numpy()
+    assert (
+        tid
+        == index["raster_row"].to_numpy().astype(np.uint64) * NCOLS + index["raster_col"].to_numpy()
+    ).all()
+    assert set(index["inclusion_rule"].to_pylist()) == {predicate}
+    assert (index["pixel_area_m2"].to_numpy() > 0).all()
+    lon = index["centroid_lon"].to_numpy()
+    assert ((lon >= -180) & (lon <= 180)).all()
+    assert result.rows_emitted == index.num_rows
+
+    report = json.loads(result.paths["run_report"].read_text())
+    for key in (
+        "parameter_hash",
+        "predicate",
+        "ingress_versions",
+        "grid_dims",
+        "countries_total",
+        "rows_emitted",
+        "determinism_receipt",
+        "pat",
+    ):
+        assert key in report
+    for key in (
+        "wall_clock_seconds_total",
+        "cpu_seconds_total",
+        "countries_processed",
+        "cells_scanned_total",
+        "cells_included_total",
+        "bytes_read_raster_total",
+        "bytes_read_vectors_total",
+        "max_worker_rss_bytes",
+        "open_files_peak",
+        "workers_used",
+        "chunk_size",
+    ):
+        assert key in report["pat"]
+    assert report["grid_dims"] == {"nrows": NROWS, "ncols": NCOLS}
+    assert report["rows_emitted"] == index.num_rows
+    assert report["pat"]["max_worker_rss_bytes"] > 0
+
+    summaries = [json.loads(x) for x in result.paths["country_summaries"].read_text().splitlines()]
+    assert [s["country_iso"] for s in summaries] == ["AA", "BB", "CC", "FJ", "ZZ"]
+    codes = index["country_iso"].to_numpy(zero_copy_only=False)
+    for s in summaries:
+        mine = tid[codes == s["country_iso"]]
+        assert s["cells_included"] == mine.size
+        assert (
+            s["cells_visited"]
+            == s["cells_included"] + s["cells_excluded_outside"] + s["cells_excluded_hole"]
+        )
+        assert s["tile_id_min"] == (int(mine.min()) if mine.size else None)
+        assert s["tile_id_max"] == (int(mine.max()) if mine.size else None)
+
+
+def test_enclave_cells_go_to_the_enclave_only(inputs, tmp_path: Path) -> None:
+    result = build(*inputs, tmp_path)
+    index = _read(result.paths["tile_index"])
+    codes = np.array(index["country_iso"].to_pylist())
+    aa = set(index["tile_id"].to_numpy()[codes == "AA"].tolist())
+    bb = set(index["tile_id"].to_numpy()[codes == "BB"].tolist())
+    assert bb and not (aa & bb)
+    # centres sit at x = -180 + 0.5*col and y = 59.75 - 0.5*row: in 10..15 x 5..10 that is
+    # 11 columns (x = 10, 10.5, ..., 15; both edges are centres on the enclave outline,
+    # inclusive for the enclave, exclusive for the host's hole) by 10 rows (5.25 .. 9.75)
+    assert len(bb) == 110
+    summary = {s.country_iso: s for s in result.summaries}
+    assert summary["AA"].cells_excluded_hole == 110
+
+
+def test_dateline_country_has_cells_on_both_sides(inputs, tmp_path: Path) -> None:
+    result = build(*inputs, tmp_path, predicate="any_overlap")
+    bounds = _read(result.paths["tile_bounds"])
+    codes = np.array(bounds["country_iso"].to_pylist())
+    lon = bounds["centroid_lon_deg"].to_numpy()[codes == "FJ"]
+    assert (lon > 170).any() and (lon < -170).any()
+    # column 0 spans -180.25..-179.75: its sliver west of -180 wraps next to +180
+    mn = bounds["min_lon_deg"].to_numpy()[codes == "FJ"]
+    mx = bounds["max_lon_deg"].to_numpy()[codes == "FJ"]
+    straddling = mn > mx
+    assert straddling.any()
+    assert np.allclose(mn[straddling], 179.75) and np.allclose(mx[straddling], -179.75)
+
+
+def test_bytes_do_not_depend_on_chunk_size_and_reruns_are_identical(inputs, tmp_path: Path) -> None:
+    receipts = set()
+    for size in (64, 257, 1024):
+        result = build(*inputs, tmp_path / f"c{size}", chunk_size=size, predicate="any_overlap")
+        receipts.add(result.report.determinism_receipt["sha256_hex"])
+    assert len(receipts) == 1
+    again = build(*inputs, tmp_path / "c64", chunk_size=64, predicate="any_overlap")
+    assert again.outcome == "identical"
+    assert again.report.determinism_receipt["sha256_hex"] in receipts
+
+
+def test_legacy_engine_publishes_the_same_bytes(tmp_path: Path) -> None:
+    small = {
+        "AA": [
+            shapely.Polygon([(-5, -5), (5, -4), (6, 6), (-4, 5)], [[(-1, -1), (1, -1), (0, 1)]])
+        ],
+        "FJ": [shapely.Polygon([(178, -3), (181.5, -3), (181.5, 2), (178, 2)])],
+    }
+    inputs = make_inputs(
+        tmp_path, small, ncols=360, nrows=20, transform=(1.0, 0, -180.5, 0, -1.0, 10.0)
+    )
+    for predicate in ("center", "any_overlap"):
+        fast = build(*inputs, tmp_path / f"fast-{predicate}", predicate=predicate)
+        slow = build(*inputs, tmp_path / f"slow-{predicate}", predicate=predicate, engine="legacy")
+        assert fast.rows_emitted > 0
+        assert (
+            fast.report.determinism_receipt["sha256_hex"]
+            == slow.report.determinism_receipt["sha256_hex"]
+        )
+        assert fast.summaries == slow.summaries
+
+
+def test_a_different_result_at_the_same_identity_is_refused(inputs, tmp_path: Path) -> None:
+    phash = "ab" * 32
+    first = build(*inputs, tmp_path, parameter_hash=phash)
+    files = {p: p.read_bytes() for p in first.paths["tile_index"].iterdir()}
+    with pytest.raises(ImmutablePartitionError) as info:
+        build(*inputs, tmp_path, parameter_hash=phash, predicate="any_overlap")
+    assert info.value.code == "E010_IMMUTABLE_PARTITION"
+    assert {p: p.read_bytes() for p in first.paths["tile_index"].iterdir()} == files
+    events = first.paths["event_log"].read_text().splitlines()
+    assert json.loads(events[-1])["code"] == "E010_IMMUTABLE_PARTITION"
+    assert not any((tmp_path / ".tileindex-staging").iterdir())
+
+
+def test_invalid_geometry_fails_with_the_geos_reason_and_publishes_nothing(tmp_path: Path) -> None:
+    bowtie = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
+    inputs = make_inputs(tmp_path, {"AA": [bowtie]})
+    with pytest.raises(GeometryInvalidError) as info:
+        build(*inputs, tmp_path / "out")
+    assert "AA" in str(info.value) and "Self-intersection" in str(info.value)
+    assert not (tmp_path / "out" / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"predicate": "centre"}, InclusionRuleError),
+        ({"chunk_size": 0}, ConfigError),
+        ({"parameter_hash": "ABC"}, ConfigError),
+        ({"engine": "turbo"}, ConfigError),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(inputs, tmp_path: Path, kwargs, error) -> None:
+    with pytest.raises(error):
+        build(*inputs, tmp_path, **kwargs)
+    assert not (tmp_path / "data").exists()
