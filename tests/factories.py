@@ -1,0 +1,144 @@
+"""Writers of small test inputs: ISO lists, GeoParquet country layers, grid GeoTIFFs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import rasterio
+import shapely
+from pyproj import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+from shapely.geometry.base import BaseGeometry
+
+# Pass as ``crs`` to write_countries to write ``"crs": null`` (GeoParquet: CRS unknown).
+CRS_NULL = "null"
+
+Transform = tuple[float, float, float, float, float, float]
+ONE_DEGREE: Transform = (1.0, 0.0, -180.0, 0.0, -1.0, 90.0)
+
+
+def write_iso(
+    path: Path,
+    codes: Sequence[str | None],
+    fmt: str = "parquet",
+    column: str = "country_iso",
+) -> Path:
+    """An ISO list with ``column`` (the codes, as given) and a carried ``name`` column."""
+    path = Path(path)
+    names = [f"name of {c}" for c in codes]
+    if fmt == "parquet":
+        table = pa.table(
+            {column: pa.array(list(codes), pa.string()), "name": pa.array(names, pa.string())}
+        )
+        pq.write_table(table, path)
+    elif fmt == "csv":
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([column, "name"])
+            writer.writerows([c or "", n] for c, n in zip(codes, names, strict=True))
+    else:
+        raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
+    return path
+
+
+def write_countries(
+    path: Path,
+    rows: Sequence[tuple[str | None, BaseGeometry | bytes | None]],
+    crs: str | None = "EPSG:4326",
+    geo_metadata: bool = True,
+    iso_column: str = "country_iso",
+    geom_column: str = "geom",
+) -> Path:
+    """A GeoParquet 1.0 layer; a ``bytes`` geometry is written as given (raw WKB).
+
+    ``crs``: written as PROJJSON; ``None`` omits the key (GeoParquet default OGC:CRS84);
+    ``CRS_NULL`` writes ``"crs": null``.
+    """
+    path = Path(path)
+    wkb: list[bytes | None] = []
+    types: set[str] = set()
+    for _, geom in rows:
+        if geom is None or isinstance(geom, bytes):
+            wkb.append(geom)
+        else:
+            wkb.append(shapely.to_wkb(geom))
+            types.add(geom.geom_type)
+    table = pa.table(
+        {
+            iso_column: pa.array([code for code, _ in rows], pa.string()),
+            geom_column: pa.array(wkb, pa.binary()),
+        }
+    )
+    if geo_metadata:
+        column: dict[str, object] = {"encoding": "WKB", "geometry_types": sorted(types)}
+        if crs == CRS_NULL:
+            column["crs"] = None
+        elif crs is not None:
+            column["crs"] = CRS.from_user_input(crs).to_json_dict()
+        geo = {"version": "1.0.0", "primary_column": geom_column, "columns": {geom_column: column}}
+        table = table.replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+    pq.write_table(table, path)
+    return path
+
+
+def write_grid(
+    path: Path,
+    ncols: int,
+    nrows: int,
+    transform: Transform | None = ONE_DEGREE,
+    crs: str | None = "EPSG:4326",
+    sparse: bool = True,
+) -> Path:
+    """A 1-band uint8 GeoTIFF defining the grid; tiled, deflated and (by default) sparse,
+    so it holds a header and no pixel blocks. ``transform=None`` writes no geotransform."""
+    path = Path(path)
+    profile = {
+        "driver": "GTiff",
+        "width": ncols,
+        "height": nrows,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": crs,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "sparse_ok": sparse,
+    }
+    if transform is not None:
+        profile["transform"] = Affine(*transform)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as ds:
+            if not sparse:
+                ds.write((np.arange(nrows * ncols) % 251).astype(np.uint8).reshape(1, nrows, ncols))
+    return path
+
+
+def make_inputs(
+    tmp_path: Path,
+    countries: Mapping[str, Sequence[BaseGeometry]],
+    iso_codes: Sequence[str] | None = None,
+    ncols: int = 360,
+    nrows: int = 180,
+    transform: Transform = ONE_DEGREE,
+) -> tuple[Path, Path, Path]:
+    """Write ``iso.parquet``, ``countries.parquet`` and ``grid.tif`` into ``tmp_path``.
+
+    The ISO list defaults to the codes of ``countries``; each geometry is one row.
+    """
+    tmp_path = Path(tmp_path)
+    codes = sorted(countries) if iso_codes is None else list(iso_codes)
+    iso = write_iso(tmp_path / "iso.parquet", codes)
+    rows = [(code, geom) for code, geoms in countries.items() for geom in geoms]
+    layer = write_countries(tmp_path / "countries.parquet", rows)
+    grid = write_grid(tmp_path / "grid.tif", ncols, nrows, transform)
+    return iso, layer, grid
