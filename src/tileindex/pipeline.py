@@ -37,7 +37,7 @@ from tileindex.report import (
     write_jsonl_atomic,
 )
 from tileindex.rows import iter_batches
-from tileindex.shards import DatasetWriter, publish_partition, staging_dir
+from tileindex.shards import DatasetWriter, discard_staging, publish_partitions, staging_dir
 from tileindex.telemetry import JsonLinesTelemetry, NullTelemetry, Telemetry, error_event
 
 log = logging.getLogger(__name__)
@@ -217,10 +217,14 @@ def _run(
             grid_transform=grid.transform,
         )
         # tile_bounds first: tile_index (whose receipt is the run's identity) lands last
-        outcome_bounds = publish_partition(stage / "tile_bounds", paths["tile_bounds"])
-        outcome_index = publish_partition(stage / "tile_index", paths["tile_index"])
+        outcome_bounds, outcome_index = publish_partitions(
+            [
+                (stage / "tile_bounds", paths["tile_bounds"]),
+                (stage / "tile_index", paths["tile_index"]),
+            ]
+        )
     finally:
-        _remove_tree(stage)
+        discard_staging(stage)
 
     outcome = "identical" if outcome_index == outcome_bounds == "identical" else "published"
     if outcome == "published" or not paths["run_report"].exists():
@@ -326,9 +330,3 @@ def _check_disjoint(code: str, row: np.ndarray, col0: np.ndarray, col1: np.ndarr
             raster_row=int(row[i]),
             raster_col=int(col0[i]),
         )
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

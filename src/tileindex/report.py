@@ -1,0 +1,307 @@
+"""Run evidence: country summaries, PAT counters, the run report, resource metering."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import secrets
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tileindex.contract import CONTRACT_VERSION
+
+INGRESS_KEYS = ("iso", "countries", "raster")
+
+
+def rfc3339_utc(when: datetime | None = None) -> str:
+    """``2026-01-31T12:34:56.789Z``: RFC 3339, UTC, millisecond precision."""
+    when = datetime.now(UTC) if when is None else when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _jsonable(obj: Any) -> Any:
+    to_json = getattr(obj, "to_json", None)
+    return to_json() if callable(to_json) else obj
+
+
+# -- value types ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountrySummary:
+    """What one country's visit saw (SPEC §8); tile ids are None when nothing is included."""
+
+    country_iso: str
+    cells_visited: int
+    cells_included: int
+    cells_excluded_outside: int
+    cells_excluded_hole: int
+    tile_id_min: int | None
+    tile_id_max: int | None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["notes"] = list(self.notes)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> CountrySummary:
+        return cls(
+            country_iso=doc["country_iso"],
+            cells_visited=doc["cells_visited"],
+            cells_included=doc["cells_included"],
+            cells_excluded_outside=doc["cells_excluded_outside"],
+            cells_excluded_hole=doc["cells_excluded_hole"],
+            tile_id_min=doc["tile_id_min"],
+            tile_id_max=doc["tile_id_max"],
+            notes=tuple(doc.get("notes", ())),
+        )
+
+
+@dataclass(frozen=True)
+class PatCounters:
+    """The SPEC §8 performance counters, plus ``main_rss_peak_bytes`` (the coordinating
+    process's own peak, so a validator can bound the whole run's RSS as
+    main + workers_used * max_worker_rss_bytes)."""
+
+    wall_clock_seconds_total: float
+    cpu_seconds_total: float
+    countries_processed: int
+    cells_scanned_total: int
+    cells_included_total: int
+    bytes_read_raster_total: int
+    bytes_read_vectors_total: int
+    max_worker_rss_bytes: int
+    open_files_peak: int
+    workers_used: int
+    chunk_size: int
+    main_rss_peak_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PatCounters:
+        return cls(**{f.name: doc[f.name] for f in fields(cls) if f.name in doc})
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The run report (SPEC §8). ``ingress_versions`` maps ``iso``/``countries``/
+    ``raster`` to input digests; ``determinism_receipt`` is
+    ``{"partition_path", "sha256_hex"}``; ``outputs`` maps dataset keys to paths."""
+
+    parameter_hash: str
+    predicate: str
+    ingress_versions: Mapping[str, str]
+    grid_dims: Mapping[str, int]
+    countries_total: int
+    rows_emitted: int
+    determinism_receipt: Mapping[str, str]
+    pat: PatCounters
+    engine: str
+    chunk_size: int
+    started_at: str
+    finished_at: str
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    grid_transform: tuple[float, ...] = ()
+    contract_version: str = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        if sorted(self.ingress_versions) != sorted(INGRESS_KEYS):
+            raise ValueError(
+                f"ingress_versions needs exactly the keys {', '.join(INGRESS_KEYS)}, "
+                f"got {sorted(self.ingress_versions)}"
+            )
+        if sorted(self.grid_dims) != ["ncols", "nrows"]:
+            raise ValueError(f"grid_dims needs nrows and ncols, got {sorted(self.grid_dims)}")
+        if sorted(self.determinism_receipt) != ["partition_path", "sha256_hex"]:
+            raise ValueError(
+                "determinism_receipt needs partition_path and sha256_hex, got "
+                f"{sorted(self.determinism_receipt)}"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parameter_hash": self.parameter_hash,
+            "predicate": self.predicate,
+            "ingress_versions": {k: self.ingress_versions[k] for k in INGRESS_KEYS},
+            "grid_dims": {"nrows": self.grid_dims["nrows"], "ncols": self.grid_dims["ncols"]},
+            "countries_total": self.countries_total,
+            "rows_emitted": self.rows_emitted,
+            "determinism_receipt": {
+                "partition_path": self.determinism_receipt["partition_path"],
+                "sha256_hex": self.determinism_receipt["sha256_hex"],
+            },
+            "pat": self.pat.to_json(),
+            "engine": self.engine,
+            "chunk_size": self.chunk_size,
+            "contract_version": self.contract_version,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "outputs": dict(self.outputs),
+            "grid_transform": list(self.grid_transform),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RunReport:
+        return cls(
+            parameter_hash=doc["parameter_hash"],
+            predicate=doc["predicate"],
+            ingress_versions=dict(doc["ingress_versions"]),
+            grid_dims=dict(doc["grid_dims"]),
+            countries_total=doc["countries_total"],
+            rows_emitted=doc["rows_emitted"],
+            determinism_receipt=dict(doc["determinism_receipt"]),
+            pat=PatCounters.from_json(doc["pat"]),
+            engine=doc["engine"],
+            chunk_size=doc["chunk_size"],
+            started_at=doc["started_at"],
+            finished_at=doc["finished_at"],
+            outputs=dict(doc.get("outputs", {})),
+            grid_transform=tuple(doc.get("grid_transform", ())),
+            contract_version=doc.get("contract_version", CONTRACT_VERSION),
+        )
+
+
+# -- atomic JSON files ----------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` (or ``obj.to_json()``) as pretty JSON; readers never see a partial file."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    _write_atomic(Path(path), text.encode("utf-8"))
+
+
+def write_jsonl_atomic(path: Path, objs: Iterable[Any]) -> None:
+    """Write one compact JSON object per line, atomically."""
+    lines = [json.dumps(_jsonable(o), separators=(",", ":"), allow_nan=False) for o in objs]
+    _write_atomic(Path(path), "".join(line + "\n" for line in lines).encode("utf-8"))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the final mode, like a plain open() would
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# -- measuring resources --------------------------------------------------------------
+
+# ru_maxrss is in KiB on Linux and in bytes on macOS
+_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+
+
+def peak_rss_bytes(children: bool = False) -> int:
+    """Lifetime peak resident set of this process, or of its largest waited-for child
+    (on Linux a child's peak includes what its pre-exec fork of us touched)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return int(resource.getrusage(who).ru_maxrss) * _MAXRSS_UNIT
+
+
+def rss_now_bytes() -> int | None:
+    """Current resident set from /proc (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            resident_pages = int(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def open_files_now() -> int | None:
+    """Open file descriptors of this process (None where neither /proc nor /dev/fd exists)."""
+    for fd_dir in ("/proc/self/fd", "/dev/fd"):
+        try:
+            # listing opens one descriptor of its own, which appears in the list
+            return len(os.listdir(fd_dir)) - 1
+        except OSError:
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """One reading of a ResourceMeter (all measured, none estimated)."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    cpu_seconds_children: float
+    rss_peak_bytes: int
+    rss_peak_children_bytes: int
+    rss_now_bytes: int | None
+    open_files_now: int | None
+    open_files_peak: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ResourceMeter:
+    """Measures this process from the OS: wall clock since creation, CPU seconds (self
+    and waited-for children) since creation, peak RSS (lifetime, from getrusage) and open
+    descriptors (peak over the ``sample()`` calls)."""
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+        self._cpu0 = os.times()
+        self._open_peak: int | None = None
+        self.sample()
+
+    def sample(self) -> ResourceUsage:
+        now = open_files_now()
+        if now is not None:
+            self._open_peak = now if self._open_peak is None else max(self._open_peak, now)
+        t = os.times()
+        return ResourceUsage(
+            wall_seconds=time.perf_counter() - self._t0,
+            cpu_seconds=(t.user - self._cpu0.user) + (t.system - self._cpu0.system),
+            cpu_seconds_children=(t.children_user - self._cpu0.children_user)
+            + (t.children_system - self._cpu0.children_system),
+            rss_peak_bytes=peak_rss_bytes(),
+            rss_peak_children_bytes=peak_rss_bytes(children=True),
+            rss_now_bytes=rss_now_bytes(),
+            open_files_now=now,
+            open_files_peak=self._open_peak,
+        )
+
+    @property
+    def open_files_peak(self) -> int | None:
+        return self._open_peak
+
+
+__all__ = [
+    "INGRESS_KEYS",
+    "CountrySummary",
+    "PatCounters",
+    "ResourceMeter",
+    "ResourceUsage",
+    "RunReport",
+    "open_files_now",
+    "peak_rss_bytes",
+    "rfc3339_utc",
+    "rss_now_bytes",
+    "write_json_atomic",
+    "write_jsonl_atomic",
+]

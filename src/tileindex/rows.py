@@ -1,0 +1,159 @@
+"""Runs of included cells -> Arrow record batches of ``tile_index`` and ``tile_bounds``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA, check_predicate
+from tileindex.errors import DuplicateTileError, RasterMismatchError
+from tileindex.grid import Grid
+
+DEFAULT_MAX_ROWS = 1 << 20
+
+
+def iter_batches(
+    grid: Grid,
+    iso: str,
+    predicate: str,
+    row: npt.ArrayLike,
+    col0: npt.ArrayLike,
+    col1: npt.ArrayLike,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+    """Expand runs into cells and yield ``(tile_index, tile_bounds)`` batch pairs.
+
+    Run ``i`` covers cells ``(row[i], col0[i]) .. (row[i], col1[i] - 1)``; the runs must
+    be in tile_id order and must not overlap. Each pair holds the same at most
+    ``max_rows`` cells, in tile_id order; a run longer than the room left in a batch is
+    split across batches, so the concatenated output does not depend on ``max_rows``.
+    Nothing is yielded when the runs hold no cell.
+    """
+    check_predicate(predicate)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    r, c0, c1 = _check_runs(grid, row, col0, col1)
+    lengths = c1 - c0
+    ends = np.cumsum(lengths)  # cell position (in the whole stream) after each run
+    total = int(ends[-1]) if ends.size else 0
+    for start in range(0, total, max_rows):
+        stop = min(start + max_rows, total)
+        yield _build(grid, iso, predicate, r, c0, ends, start, stop)
+
+
+def _check_runs(
+    grid: Grid, row: npt.ArrayLike, col0: npt.ArrayLike, col1: npt.ArrayLike
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    r = np.asarray(row, dtype=np.int64).ravel()
+    c0 = np.asarray(col0, dtype=np.int64).ravel()
+    c1 = np.asarray(col1, dtype=np.int64).ravel()
+    if not (r.shape == c0.shape == c1.shape):
+        raise ValueError(f"run arrays differ in length: {r.size}, {c0.size}, {c1.size}")
+    keep = c1 > c0  # an empty run holds no cell; dropping it keeps the checks simple
+    if not keep.all():
+        if (c1 < c0).any():
+            i = int(np.flatnonzero(c1 < c0)[0])
+            raise ValueError(f"run {i} ends before it starts: col0={c0[i]}, col1={c1[i]}")
+        r, c0, c1 = r[keep], c0[keep], c1[keep]
+    if r.size == 0:
+        return r, c0, c1
+    off = (r < 0) | (r >= grid.nrows) | (c0 < 0) | (c1 > grid.ncols)
+    if off.any():
+        i = int(np.flatnonzero(off)[0])
+        raise RasterMismatchError(
+            f"run ({r[i]}, {c0[i]}..{c1[i] - 1}) lies off the {grid.nrows} x {grid.ncols} grid",
+            raster_row=int(r[i]),
+            raster_col=int(c0[i]),
+        )
+    # row-major cell positions: each run must start at or after the previous one's end
+    first = r * grid.ncols + c0
+    last_end = r * grid.ncols + c1
+    bad = first[1:] < last_end[:-1]
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0]) + 1
+        raise DuplicateTileError(
+            f"run ({r[i]}, {c0[i]}..{c1[i] - 1}) overlaps or precedes the run before it; "
+            "runs must be sorted by tile_id and disjoint",
+            raster_row=int(r[i]),
+            raster_col=int(c0[i]),
+        )
+    return r, c0, c1
+
+
+def _build(
+    grid: Grid,
+    iso: str,
+    predicate: str,
+    r: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    start: int,
+    stop: int,
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """The cells at stream positions [start, stop) as one batch pair."""
+    n = stop - start
+    # runs touching [start, stop): the first whose end is past start .. the one holding stop-1
+    i0 = int(np.searchsorted(ends, start, side="right"))
+    i1 = int(np.searchsorted(ends, stop - 1, side="right")) + 1
+    run_end = np.minimum(ends[i0:i1], stop) - start  # run ends, relative to the batch
+    run_start = np.empty_like(run_end)
+    run_start[0] = 0
+    run_start[1:] = run_end[:-1]
+    counts = run_end - run_start
+    # the first run may begin before this batch: skip the cells already emitted
+    first_col = c0[i0:i1].copy()
+    first_col[0] += start - (int(ends[i0 - 1]) if i0 > 0 else 0)
+    run_rows = r[i0:i1]
+
+    # col of cell k = first_col of its run + (k - run_start of its run)
+    cols = np.arange(n, dtype=np.int64) + np.repeat(first_col - run_start, counts)
+    rows = np.repeat(run_rows, counts)
+
+    # per-row quantities are computed once per run and repeated (same float ops per value)
+    lat = np.repeat(grid.centroid_lat(run_rows), counts)
+    area = np.repeat(grid.row_area_m2(run_rows), counts)
+    south, north = grid.lat_bounds(run_rows)
+    # per-column quantities: computed once over the batch's column span, then gathered
+    lo = int(first_col.min())
+    span = np.arange(lo, int((first_col + counts).max()), dtype=np.int64)
+    pos = cols - lo
+    lon = grid.centroid_lon(span)[pos]
+    west, east = (edge[pos] for edge in grid.lon_bounds(span))
+
+    iso_arr = pa.repeat(pa.scalar(iso, pa.string()), n)
+    tile_id = pa.array(grid.tile_id(rows, cols), pa.uint64())
+    lon_arr = pa.array(lon, pa.float64())
+    lat_arr = pa.array(lat, pa.float64())
+    index = pa.RecordBatch.from_arrays(
+        [
+            iso_arr,
+            tile_id,
+            pa.array(rows.astype(np.uint32), pa.uint32()),
+            pa.array(cols.astype(np.uint32), pa.uint32()),
+            lon_arr,
+            lat_arr,
+            pa.array(area, pa.float64()),
+            pa.repeat(pa.scalar(predicate, pa.string()), n),
+        ],
+        schema=TILE_INDEX_SCHEMA,
+    )
+    bounds = pa.RecordBatch.from_arrays(
+        [
+            iso_arr,
+            tile_id,
+            pa.array(west, pa.float64()),
+            pa.array(east, pa.float64()),
+            pa.array(np.repeat(south, counts), pa.float64()),
+            pa.array(np.repeat(north, counts), pa.float64()),
+            lon_arr,
+            lat_arr,
+        ],
+        schema=TILE_BOUNDS_SCHEMA,
+    )
+    return index, bounds
+
+
+__all__ = ["DEFAULT_MAX_ROWS", "iter_batches"]

@@ -1,0 +1,202 @@
+"""rows.iter_batches: runs -> exact tile_index / tile_bounds batches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
+from tileindex.errors import DuplicateTileError, InclusionRuleError, RasterMismatchError
+from tileindex.grid import Grid
+from tileindex.rows import iter_batches
+
+# the reference WorldPop 1 km grid: its west edge lies 0.00125 degrees west of -180
+WORLDPOP = Grid.from_transform(
+    43199, 16755, (0.0083333333, 0, -180.0012493, 0, -0.0083333333, 83.6329165016827)
+)
+SMALL = Grid.from_transform(12, 6, (30.0, 0, -180.0, 0, -30.0, 90.0))
+
+
+def _tables(grid, runs, max_rows=1 << 20, iso="FJ", predicate="center"):
+    row, col0, col1 = (np.asarray(v, dtype=np.int64) for v in zip(*runs, strict=True))
+    pairs = list(iter_batches(grid, iso, predicate, row, col0, col1, max_rows=max_rows))
+    index = pa.Table.from_batches([p[0] for p in pairs], schema=TILE_INDEX_SCHEMA)
+    bounds = pa.Table.from_batches([p[1] for p in pairs], schema=TILE_BOUNDS_SCHEMA)
+    return pairs, index, bounds
+
+
+def _cells(runs):
+    return [(r, c) for r, a, b in runs for c in range(a, b)]
+
+
+RUNS = [(0, 0, 3), (0, 5, 6), (1, 11, 12), (2, 0, 12), (5, 4, 9)]
+
+
+def test_schema_is_exact_and_non_null():
+    pairs, _, _ = _tables(SMALL, RUNS)
+    for index, bounds in pairs:
+        assert index.schema.equals(TILE_INDEX_SCHEMA, check_metadata=True)
+        assert bounds.schema.equals(TILE_BOUNDS_SCHEMA, check_metadata=True)
+        assert index.schema.names == TILE_INDEX_SCHEMA.names
+        assert all(not f.nullable for f in index.schema)
+        assert all(not f.nullable for f in bounds.schema)
+        assert all(col.null_count == 0 for col in index.columns + bounds.columns)
+
+
+def test_values_come_from_the_grid():
+    _, index, bounds = _tables(SMALL, RUNS, iso="NZ", predicate="any_overlap")
+    cells = _cells(RUNS)
+    rows = np.array([r for r, _ in cells])
+    cols = np.array([c for _, c in cells])
+    d = index.to_pydict()
+    assert d["country_iso"] == ["NZ"] * len(cells)
+    assert d["inclusion_rule"] == ["any_overlap"] * len(cells)
+    assert d["raster_row"] == rows.tolist()
+    assert d["raster_col"] == cols.tolist()
+    assert d["tile_id"] == (rows * SMALL.ncols + cols).tolist()
+    assert d["centroid_lon"] == SMALL.centroid_lon(cols).tolist()
+    assert d["centroid_lat"] == SMALL.centroid_lat(rows).tolist()
+    assert d["pixel_area_m2"] == SMALL.row_area_m2(rows).tolist()
+    b = bounds.to_pydict()
+    west, east = SMALL.lon_bounds(cols)
+    south, north = SMALL.lat_bounds(rows)
+    assert b["country_iso"] == d["country_iso"]
+    assert b["tile_id"] == d["tile_id"]
+    assert b["min_lon_deg"] == west.tolist()
+    assert b["max_lon_deg"] == east.tolist()
+    assert b["min_lat_deg"] == south.tolist()
+    assert b["max_lat_deg"] == north.tolist()
+    assert b["centroid_lon_deg"] == d["centroid_lon"]
+    assert b["centroid_lat_deg"] == d["centroid_lat"]
+    assert all(s < n for s, n in zip(b["min_lat_deg"], b["max_lat_deg"], strict=True))
+
+
+@pytest.mark.parametrize("max_rows", [1, 2, 3, 5, 7, 12, 13, 25, 1000])
+def test_batch_size_never_changes_the_rows(max_rows):
+    _, whole_index, whole_bounds = _tables(SMALL, RUNS)
+    pairs, index, bounds = _tables(SMALL, RUNS, max_rows=max_rows)
+    total = len(_cells(RUNS))
+    assert len(pairs) == math.ceil(total / max_rows)
+    assert all(i.num_rows <= max_rows and i.num_rows == b.num_rows for i, b in pairs)
+    assert index.equals(whole_index)
+    assert bounds.equals(whole_bounds)
+
+
+def test_tile_ids_strictly_increase():
+    _, index, _ = _tables(SMALL, RUNS, max_rows=4)
+    tid = np.asarray(index.column("tile_id"))
+    assert tid.dtype == np.uint64
+    assert (np.diff(tid.astype(np.int64)) > 0).all()
+
+
+def test_straddling_cell_has_wrapped_bounds_and_centroid():
+    last = WORLDPOP.ncols - 1
+    _, index, bounds = _tables(WORLDPOP, [(100, 0, 2), (100, last - 1, last + 1)])
+    b = bounds.to_pydict()
+    # column 0 spans -180.00125 .. -179.99291: its west edge wraps to just below +180
+    assert b["min_lon_deg"][0] == pytest.approx(179.9987507, abs=1e-7)
+    assert b["max_lon_deg"][0] == pytest.approx(-179.9929160, abs=1e-7)
+    assert b["min_lon_deg"][0] > b["max_lon_deg"][0]
+    assert b["min_lon_deg"][1] < b["max_lon_deg"][1]
+    for key in ("centroid_lon_deg", "min_lon_deg", "max_lon_deg"):
+        assert all(-180.0 <= v <= 180.0 for v in b[key])
+    assert all(-180.0 <= v <= 180.0 for v in index.column("centroid_lon").to_pylist())
+    assert index.column("tile_id").to_pylist()[-1] == 100 * WORLDPOP.ncols + last
+
+
+def test_grid_in_0_360_is_published_in_minus180_180():
+    grid = Grid.from_transform(12, 6, (30.0, 0, 0.0, 0, -30.0, 90.0))
+    _, index, bounds = _tables(grid, [(0, 0, 12)])
+    lon = index.column("centroid_lon").to_pylist()
+    assert lon == [15, 45, 75, 105, 135, 165, -165, -135, -105, -75, -45, -15]
+    b = bounds.to_pydict()
+    assert b["min_lon_deg"][6] == -180.0  # west edges in [-180, 180)
+    assert b["max_lon_deg"][5] == 180.0  # east edges in (-180, 180]
+
+
+def test_no_cells_yields_nothing():
+    empty = np.array([], dtype=np.int64)
+    assert list(iter_batches(SMALL, "FJ", "center", empty, empty, empty)) == []
+    assert list(iter_batches(SMALL, "FJ", "center", [1, 2], [3, 4], [3, 4])) == []
+
+
+def test_empty_runs_are_ignored():
+    _, with_empty, _ = _tables(SMALL, [(0, 0, 2), (0, 2, 2), (1, 5, 5), (1, 5, 7)])
+    _, without, _ = _tables(SMALL, [(0, 0, 2), (1, 5, 7)])
+    assert with_empty.equals(without)
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        [(0, 0, 3), (0, 2, 5)],  # overlap
+        [(1, 0, 3), (0, 5, 6)],  # out of order
+        [(0, 0, 3), (0, 0, 3)],  # repeated
+    ],
+)
+def test_overlapping_or_unsorted_runs_are_refused(runs):
+    with pytest.raises(DuplicateTileError) as info:
+        _tables(SMALL, runs)
+    assert info.value.code == "E003_DUP_TILE"
+
+
+@pytest.mark.parametrize("runs", [[(6, 0, 1)], [(-1, 0, 1)], [(0, 11, 13)], [(0, -1, 2)]])
+def test_runs_off_the_grid_are_refused(runs):
+    with pytest.raises(RasterMismatchError):
+        _tables(SMALL, runs)
+
+
+def test_bad_arguments():
+    with pytest.raises(InclusionRuleError):
+        _tables(SMALL, RUNS, predicate="centre")
+    with pytest.raises(ValueError, match="max_rows"):
+        _tables(SMALL, RUNS, max_rows=0)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        _tables(SMALL, [(0, 4, 2)])
+    with pytest.raises(ValueError, match="differ in length"):
+        list(iter_batches(SMALL, "FJ", "center", [0, 1], [0], [1]))
+
+
+@st.composite
+def _runs(draw):
+    nrows, ncols = draw(st.integers(1, 6)), draw(st.integers(1, 9))
+    mask = draw(st.lists(st.booleans(), min_size=nrows * ncols, max_size=nrows * ncols))
+    runs = []
+    for r in range(nrows):
+        c = 0
+        while c < ncols:
+            if mask[r * ncols + c]:
+                start = c
+                # split a long run at random points: adjacent runs are legal too
+                while c < ncols and mask[r * ncols + c]:
+                    c += 1
+                    if c < ncols and mask[r * ncols + c] and draw(st.booleans()):
+                        break
+                runs.append((r, start, c))
+            else:
+                c += 1
+    return nrows, ncols, runs
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=_runs(), max_rows=st.integers(1, 20))
+def test_matches_per_cell_expansion(case, max_rows):
+    nrows, ncols, runs = case
+    grid = Grid.from_transform(ncols, nrows, (360.0 / ncols, 0, -180.0, 0, -180.0 / nrows, 90.0))
+    if not runs:
+        return
+    _, index, _ = _tables(grid, runs, max_rows=max_rows)
+    expected = _cells(runs)
+    got = list(
+        zip(
+            index.column("raster_row").to_pylist(),
+            index.column("raster_col").to_pylist(),
+            strict=True,
+        )
+    )
+    assert got == expected
