@@ -2,5 +2,6 @@
 
 from tileindex.errors import TileIndexError
 from tileindex.grid import Grid, Window
+from tileindex.pipeline import BuildResult, build
 
-__all__ = ["Grid", "TileIndexError", "Window"]
+__all__ = ["BuildResult", "Grid", "TileIndexError", "Window", "build"]

@@ -25,9 +25,10 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from tileindex.cli import build, prepare
+    from tileindex.cli import build, demo, prepare
 
     main.add_command(build.build)
+    main.add_command(demo.demo)
     main.add_command(prepare.prepare)
 
 

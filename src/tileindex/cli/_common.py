@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import click
@@ -107,7 +107,7 @@ class ProgressTelemetry:
     def on_country_done(self, summary: Any) -> None:
         self._countries += 1
 
-    def on_event(self, event: dict[str, Any]) -> None:
+    def on_event(self, event: Mapping[str, Any]) -> None:
         pass
 
     def on_finish(self, report: Any) -> None:
