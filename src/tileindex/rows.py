@@ -9,7 +9,12 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA, check_predicate
-from tileindex.errors import DuplicateTileError, RasterMismatchError
+from tileindex.errors import (
+    AreaNonPositiveError,
+    BoundsError,
+    DuplicateTileError,
+    RasterMismatchError,
+)
 from tileindex.grid import Grid
 
 DEFAULT_MAX_ROWS = 1 << 20
@@ -83,6 +88,36 @@ def _check_runs(
     return r, c0, c1
 
 
+def _check_values(
+    iso: str,
+    run_rows: npt.NDArray[np.int64],
+    run_area: npt.NDArray[np.float64],
+    south: npt.NDArray[np.float64],
+    north: npt.NDArray[np.float64],
+    lon: npt.NDArray[np.float64],
+) -> None:
+    """SPEC E006 (area > 0) and E004 (coordinates in range), checked per run and batch."""
+    bad = ~(run_area > 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise AreaNonPositiveError(
+            f"country {iso}: cell area {run_area[i]} m2 in row {run_rows[i]} is not positive",
+            country_iso=iso,
+            raster_row=int(run_rows[i]),
+        )
+    bad = ~((south >= -90.0) & (north <= 90.0) & (south < north))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BoundsError(
+            f"country {iso}: row {run_rows[i]} spans latitudes {south[i]}..{north[i]}, "
+            "outside [-90, 90]",
+            country_iso=iso,
+            raster_row=int(run_rows[i]),
+        )
+    if lon.size and not (lon.min() >= -180.0 and lon.max() <= 180.0):
+        raise BoundsError(f"country {iso}: a centroid longitude lies outside [-180, 180]")
+
+
 def _build(
     grid: Grid,
     iso: str,
@@ -122,6 +157,7 @@ def _build(
     pos = cols - lo
     lon = grid.centroid_lon(span)[pos]
     west, east = (edge[pos] for edge in grid.lon_bounds(span))
+    _check_values(iso, run_rows, grid.row_area_m2(run_rows), south, north, lon)
 
     iso_arr = pa.repeat(pa.scalar(iso, pa.string()), n)
     tile_id = pa.array(grid.tile_id(rows, cols), pa.uint64())
