@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -93,9 +94,7 @@ def build_in_child(iso: Path, countries: Path, raster: Path, out: Path, predicat
         " 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,"
         " 'cells': r.report.pat.cells_scanned_total}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -116,8 +115,8 @@ def main() -> None:
     iso, countries, raster = write_inputs(args.out / "inputs")
 
     results: dict[str, object] = {
-        "machine": f"{platform.machine()} {platform.processor()} python {platform.python_version()}",
-        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "machine": f"{platform.machine()} python {platform.python_version()}",
+        "cpus": len(os.sched_getaffinity(0)),
     }
     for predicate in ("center", "any_overlap"):
         run = build_in_child(iso, countries, raster, args.out / f"build-{predicate}", predicate)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import shapely
 from click.testing import CliRunner
-from factories import make_inputs, write_grid
 
 from tileindex.cli import main
+
+from factories import make_inputs, write_grid
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_unknown_predicate_is_refused(inputs, tmp_path: Path) -> None:
 
 
 def test_missing_input_names_the_input(inputs, tmp_path: Path) -> None:
-    iso, countries, raster = inputs
+    iso, countries, _raster = inputs
     result = CliRunner().invoke(
         main, _args(iso, countries, tmp_path / "nope.tif", tmp_path / "out")
     )
@@ -122,7 +123,7 @@ def test_invalid_geometry_event_names_the_country(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(main, _args(*inputs, out))
     assert result.exit_code != 0
-    message, event = _error_lines(result.stderr)
+    _message, event = _error_lines(result.stderr)
     assert event["code"] == "E001_GEO_INVALID" and event["country_iso"] == "BO"
     assert len(event["parameter_hash"]) == 64
     logged = list(out.glob("logs/layer1/1B/state=S1/parameter_hash=*/events.jsonl"))

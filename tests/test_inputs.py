@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from factories import CRS_NULL, make_inputs, write_countries, write_grid, write_iso
 from tileindex import inputs
 from tileindex.errors import (
     CrsMismatchError,
@@ -26,6 +25,8 @@ from tileindex.errors import (
 )
 from tileindex.grid import Grid
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+
+from factories import CRS_NULL, make_inputs, write_countries, write_grid, write_iso
 
 BOX = shapely.box(0.0, 0.0, 10.0, 10.0)
 TEN_DEGREES = (10.0, 0.0, -180.0, 0.0, -10.0, 90.0)

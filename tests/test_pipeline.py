@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from factories import make_inputs
 
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
 from tileindex.errors import (
@@ -19,6 +18,8 @@ from tileindex.errors import (
     InclusionRuleError,
 )
 from tileindex.pipeline import build
+
+from factories import make_inputs
 
 # a 0.5-degree grid over part of the globe whose west edge overhangs -180 like WorldPop's
 GRID = (0.5, 0.0, -180.25, 0.0, -0.5, 60.0)

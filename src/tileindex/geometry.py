@@ -171,6 +171,15 @@ class CountryGeometry:
     def is_empty(self) -> bool:
         return len(self.parts) == 0
 
+    def __getstate__(self) -> dict[str, object]:
+        # GEOS indexes do not pickle; a worker rebuilds them on first use
+        state = dict(self.__dict__)
+        state.pop("exact", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
     @cached_property
     def exact(self) -> ExactIndex:
         """Indexes for exact GEOS decisions (built lazily, once)."""

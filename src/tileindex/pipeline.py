@@ -1,19 +1,29 @@
-"""The build pipeline: read sealed inputs, mask every country chunk by chunk, stream the
-rows into the staged datasets, publish atomically, write the evidence. It only wires."""
+"""The build pipeline. It only wires: read the sealed inputs, plan units, mask them on
+an executor, order their runs, encode the part files on the executor, publish
+atomically, write the evidence.
+
+Two phases keep the bytes independent of workers and chunking: masking yields compact
+runs per unit (country x row block), which concatenate in unit order into the global
+(country_iso, tile_id) order without any sort; the part files are then fixed row
+ranges of that order, each encoded on its own by any worker.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
-from tileindex import kernel, legacy
 from tileindex.contract import (
     DatasetDictionary,
     check_parameter_hash,
@@ -23,10 +33,12 @@ from tileindex.contract import (
 from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
 )
-from tileindex.errors import ConfigError, DuplicateTileError, TileIndexError
+from tileindex.errors import ConfigError, TileIndexError
+from tileindex.executors import get_executor
 from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.plan import RunTable, WorkUnit, execution_order, plan_parts, plan_units
 from tileindex.report import (
     CountrySummary,
     PatCounters,
@@ -36,26 +48,31 @@ from tileindex.report import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from tileindex.rows import iter_batches
-from tileindex.shards import DatasetWriter, discard_staging, publish_partitions, staging_dir
-from tileindex.telemetry import JsonLinesTelemetry, NullTelemetry, Telemetry, error_event
+from tileindex.shards import DATASETS, discard_staging, publish_partitions, staging_dir
+from tileindex.tasks import (
+    ENGINES,
+    PartResult,
+    UnitResult,
+    WorkerStats,
+    encode_part,
+    get_engine,
+    mask_unit,
+)
+from tileindex.telemetry import (
+    JsonLinesTelemetry,
+    MultiTelemetry,
+    NullTelemetry,
+    Telemetry,
+    error_event,
+)
 
 log = logging.getLogger(__name__)
 
-MaskFn = Callable[[Grid, Window, CountryGeometry, str], CellRuns]
-
-ENGINES: dict[str, MaskFn] = {"fast": kernel.mask_chunk, "legacy": legacy.mask_chunk}
-
 DEFAULT_CHUNK_SIZE = 1024
+ROWS_PER_ROW_GROUP = 1 << 20
+ROW_GROUPS_PER_FILE = 8
 
-
-def get_engine(name: str) -> MaskFn:
-    try:
-        return ENGINES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown engine {name!r}; valid engines are {', '.join(sorted(ENGINES))}"
-        ) from None
+__all__ = ["DEFAULT_CHUNK_SIZE", "ENGINES", "BuildResult", "build"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,17 @@ class BuildResult:
     summaries: tuple[CountrySummary, ...] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class _Options:
+    predicate: str
+    engine: str
+    chunk_size: int
+    workers: int | None
+    executor: str | None
+    rows_per_row_group: int
+    row_groups_per_file: int
+
+
 def build(
     iso: str | Path,
     countries: str | Path,
@@ -82,27 +110,40 @@ def build(
     predicate: str = "center",
     engine: str = "fast",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    workers: int | None = 1,
+    executor: str | None = None,
     parameter_hash: str | None = None,
     dictionary: str | Path | None = None,
     telemetry: Telemetry | None = None,
+    rows_per_row_group: int = ROWS_PER_ROW_GROUP,
+    row_groups_per_file: int = ROW_GROUPS_PER_FILE,
 ) -> BuildResult:
     """Build and publish the tile index of every country in the ISO list (SPEC §1).
 
-    Raises a :class:`~tileindex.errors.TileIndexError` subclass on any problem; nothing
-    is published then, and an ``S1_ERROR`` event is written to the event log when the
-    parameter hash is known.
+    ``workers`` None uses every core; ``executor`` None picks ``serial`` for one worker
+    and ``process`` otherwise. The published bytes do not depend on either, nor on
+    ``chunk_size``. ``rows_per_row_group`` and ``row_groups_per_file`` set the part
+    file layout; they change the bytes, so keep the defaults unless you know why.
+    Raises a :class:`~tileindex.errors.TileIndexError` subclass on any
+    problem; nothing is published then, and an ``S1_ERROR`` event is written to the
+    event log when the parameter hash is known.
     """
     meter = ResourceMeter()
     started = datetime.now(UTC)
     tele = telemetry or NullTelemetry()
     check_predicate(predicate)
-    mask = get_engine(engine)
+    get_engine(engine)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk size must be a positive number of cells, got {chunk_size!r}")
     if parameter_hash is not None:
         check_parameter_hash(parameter_hash)
     paths_dict = DatasetDictionary.load(dictionary)
     out = Path(out)
+    if rows_per_row_group < 1 or row_groups_per_file < 1:
+        raise ConfigError("rows_per_row_group and row_groups_per_file must be positive")
+    options = _Options(
+        predicate, engine, chunk_size, workers, executor, rows_per_row_group, row_groups_per_file
+    )
 
     phash = parameter_hash
     try:
@@ -112,21 +153,20 @@ def build(
         grid = grid_in.grid
         digests = {"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest}
         phash = phash or derive_parameter_hash(predicate, digests, grid.to_json())
+        paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
+        events = JsonLinesTelemetry(paths["event_log"], progress=False)
         return _run(
             grid=grid,
             codes=iso_list.codes,
             rows_by_code=layer.rows,
-            predicate=predicate,
-            engine=engine,
-            mask=mask,
-            chunk_size=chunk_size,
+            options=options,
             phash=phash,
             out=out,
-            paths={key: paths_dict.path(key, out, phash) for key in paths_dict.templates},
+            paths=paths,
             digests=digests,
             meter=meter,
             started=started,
-            tele=tele,
+            tele=MultiTelemetry(tele, events),
             bytes_raster=grid_in.bytes_read,
             bytes_vectors=iso_list.bytes_read + layer.bytes_read,
         )
@@ -144,11 +184,8 @@ def _run(
     *,
     grid: Grid,
     codes: tuple[str, ...],
-    rows_by_code: dict,
-    predicate: str,
-    engine: str,
-    mask: MaskFn,
-    chunk_size: int,
+    rows_by_code: Mapping[str, Sequence[BaseGeometry]],
+    options: _Options,
     phash: str,
     out: Path,
     paths: dict[str, Path],
@@ -164,53 +201,57 @@ def _run(
         code: country_geometry(code, rows_by_code[code]) if code in rows_by_code else None
         for code in codes
     }
-    plans = {code: _windows(grid, g) for code, g in geometries.items()}
-    total_units = sum(_count_units(ws, chunk_size) for ws in plans.values())
-    tele.on_start(len(codes), total_units)
+    windows = {code: _windows(grid, g) for code, g in geometries.items()}
+    units = plan_units(windows, options.chunk_size)
+    tele.on_start(len(codes), len(units))
 
-    summaries: list[CountrySummary] = []
-    cells_scanned = 0
     stage = staging_dir(out, phash)
+    pool, n_workers = get_executor(options.executor, options.workers)
+    worker_stats: list[WorkerStats] = []
     try:
-        with DatasetWriter(stage) as writer:
-            for code in codes:
-                geom, windows = geometries[code], plans[code]
-                summary = _country(
-                    grid, code, geom, windows, predicate, mask, chunk_size, writer, tele
-                )
-                cells_scanned += summary.cells_visited
-                summaries.append(summary)
-                tele.on_country_done(summary)
-                meter.sample()
-        rows_emitted = writer.rows_written
+        with pool:
+            results = _mask_all(pool, grid, units, geometries, options, phash, tele, worker_stats)
+            summaries = _summaries(codes, geometries, units, results, grid.ncols)
+            for summary in summaries:
+                if not any(u.country_iso == summary.country_iso for u in units):
+                    tele.on_country_done(summary)
+            runs = _run_table(codes, units, results)
+            for name in DATASETS:
+                (stage / name).mkdir(parents=True)
+            _encode_all(pool, grid, options, runs, stage, tele, worker_stats)
+        rows_emitted = runs.total_rows
+        meter.sample()
         # the evidence is complete before anything becomes visible
         receipt = determinism_receipt(stage / "tile_index", recorded_path=paths["tile_index"])
         usage = meter.sample()
         pat = PatCounters(
             wall_clock_seconds_total=usage.wall_seconds,
-            cpu_seconds_total=usage.cpu_seconds + usage.cpu_seconds_children,
+            cpu_seconds_total=usage.cpu_seconds
+            + (sum(s.cpu_seconds for s in worker_stats) if n_workers > 1 else 0.0),
             countries_processed=len(codes),
-            cells_scanned_total=cells_scanned,
+            cells_scanned_total=sum(s.cells_visited for s in summaries),
             cells_included_total=rows_emitted,
             bytes_read_raster_total=bytes_raster,
             bytes_read_vectors_total=bytes_vectors,
-            max_worker_rss_bytes=usage.rss_peak_bytes,
-            open_files_peak=usage.open_files_peak or 0,
-            workers_used=1,
-            chunk_size=chunk_size,
+            max_worker_rss_bytes=max([s.rss_peak_bytes for s in worker_stats], default=0),
+            open_files_peak=max(
+                [usage.open_files_peak or 0] + [s.open_files for s in worker_stats]
+            ),
+            workers_used=n_workers,
+            chunk_size=options.chunk_size,
             main_rss_peak_bytes=usage.rss_peak_bytes,
         )
         report = RunReport(
             parameter_hash=phash,
-            predicate=predicate,
+            predicate=options.predicate,
             ingress_versions=digests,
             grid_dims={"nrows": grid.nrows, "ncols": grid.ncols},
             countries_total=len(codes),
             rows_emitted=rows_emitted,
             determinism_receipt=receipt,
             pat=pat,
-            engine=engine,
-            chunk_size=chunk_size,
+            engine=options.engine,
+            chunk_size=options.chunk_size,
             started_at=rfc3339_utc(started),
             finished_at=rfc3339_utc(),
             outputs={k: str(v) for k, v in paths.items()},
@@ -252,81 +293,181 @@ def _windows(grid: Grid, geom: CountryGeometry | None) -> list[Window]:
     return grid.windows_for_boxes(shapely.bounds(np.asarray(geom.parts, dtype=object)))
 
 
-def _bands(windows: list[Window], size: int) -> Iterator[list[Window]]:
-    """Row bands of ``size`` rows across all of a country's windows, each band split into
-    ``size``-wide chunks; bands come north to south, chunks west to east."""
-    if not windows:
-        return
-    r0, r1 = windows[0].row_start, windows[0].row_stop
-    for r in range(r0, r1, size):
-        band = []
-        for w in windows:
-            for c in range(w.col_start, w.col_stop, size):
-                band.append(Window(r, min(r + size, r1), c, min(c + size, w.col_stop)))
-        yield band
-
-
-def _count_units(windows: list[Window], size: int) -> int:
-    return sum(1 for _ in _bands(windows, size))
-
-
-def _country(
+def _mask_all(
+    pool: Executor,
     grid: Grid,
-    code: str,
-    geom: CountryGeometry | None,
-    windows: list[Window],
-    predicate: str,
-    mask: MaskFn,
-    chunk_size: int,
-    writer: DatasetWriter,
+    units: list[WorkUnit],
+    geometries: Mapping[str, CountryGeometry | None],
+    options: _Options,
+    phash: str,
     tele: Telemetry,
+    worker_stats: list[WorkerStats],
+) -> list[UnitResult]:
+    """Run every unit, heaviest first; results come back indexed by unit id."""
+    left = Counter(u.country_iso for u in units)
+    done: dict[str, list[UnitResult]] = {}
+    futures: dict[Future[UnitResult], WorkUnit] = {}
+    for unit in execution_order(units):
+        geom = geometries[unit.country_iso]
+        assert geom is not None  # units exist only for countries with windows
+        futures[
+            pool.submit(
+                mask_unit,
+                grid,
+                unit,
+                geom,
+                f"{unit.country_iso}:{phash}",
+                options.predicate,
+                options.engine,
+                options.chunk_size,
+            )
+        ] = unit
+    results: list[UnitResult | None] = [None] * len(units)
+    for fut in as_completed(futures):
+        res = fut.result()
+        unit = futures[fut]
+        results[unit.unit_id] = res
+        worker_stats.append(res.stats)
+        tele.on_unit_done(
+            unit.country_iso, res.cells_visited, res.cells_included, res.stats.seconds
+        )
+        tele.on_event(_unit_event(unit, res))
+        done.setdefault(unit.country_iso, []).append(res)
+        left[unit.country_iso] -= 1
+        if left[unit.country_iso] == 0:
+            finished = done.pop(unit.country_iso)
+            tele.on_country_done(_summary(unit.country_iso, finished, True, grid.ncols))
+    return [r for r in results if r is not None]
+
+
+def _unit_event(unit: WorkUnit, res: UnitResult) -> dict[str, Any]:
+    return {
+        "event": "S1_UNIT",
+        "at": rfc3339_utc(),
+        "unit_id": unit.unit_id,
+        "country_iso": unit.country_iso,
+        "row_start": unit.row_start,
+        "row_stop": unit.row_stop,
+        "col_spans": [[w.col_start, w.col_stop] for w in unit.windows],
+        "cells_visited": res.cells_visited,
+        "cells_included": res.cells_included,
+        "seconds": round(res.stats.seconds, 6),
+        "worker": res.stats.worker,
+    }
+
+
+def _summary(
+    code: str, results: Sequence[UnitResult], has_geometry: bool, ncols: int
 ) -> CountrySummary:
-    visited = included = hole = 0
-    tid_min: int | None = None
-    tid_max: int | None = None
-    for band in _bands(windows, chunk_size):
-        t0 = time.perf_counter()
-        results = [mask(grid, w, geom, predicate) for w in band]  # type: ignore[arg-type]
-        row = np.concatenate([r.row for r in results])
-        col0 = np.concatenate([r.col0 for r in results])
-        col1 = np.concatenate([r.col1 for r in results])
-        order = np.lexsort((col0, row))
-        row, col0, col1 = row[order], col0[order], col1[order]
-        _check_disjoint(code, row, col0, col1)
-        band_included = sum(r.cells_included for r in results)
-        for index_batch, bounds_batch in iter_batches(grid, code, predicate, row, col0, col1):
-            writer.write(index_batch, bounds_batch)
-        if row.size:
-            first = int(grid.tile_id(row[0], col0[0]))
-            last = int(grid.tile_id(row[-1], col1[-1] - 1))
-            tid_min = first if tid_min is None else tid_min
-            tid_max = last
-        band_visited = sum(r.cells_visited for r in results)
-        visited += band_visited
-        included += band_included
-        hole += sum(r.cells_excluded_hole for r in results)
-        tele.on_unit_done(code, band_visited, band_included, time.perf_counter() - t0)
+    results = sorted(results, key=lambda r: r.unit_id)
+    visited = sum(r.cells_visited for r in results)
+    included = sum(r.cells_included for r in results)
+    hole = sum(r.cells_excluded_hole for r in results)
+    nonempty = [r for r in results if r.row.size]
+    first, last = (nonempty[0], nonempty[-1]) if nonempty else (None, None)
+    notes: tuple[str, ...] = ()
+    if not has_geometry:
+        notes = ("no polygons for this code in the country layer",)
+    elif not results:
+        notes = ("the country's geometry lies outside the grid",)
     return CountrySummary(
         country_iso=code,
         cells_visited=visited,
         cells_included=included,
         cells_excluded_outside=visited - included - hole,
         cells_excluded_hole=hole,
-        tile_id_min=tid_min,
-        tile_id_max=tid_max,
-        notes=() if geom is not None else ("no polygons for this code in the country layer",),
+        tile_id_min=int(first.row[0]) * ncols + int(first.col0[0]) if first else None,
+        tile_id_max=int(last.row[-1]) * ncols + int(last.col1[-1]) - 1 if last else None,
+        notes=notes,
     )
 
 
-def _check_disjoint(code: str, row: np.ndarray, col0: np.ndarray, col1: np.ndarray) -> None:
-    """Runs of one band must not overlap (a cell once per country): SPEC E003."""
-    same = row[1:] == row[:-1]
-    bad = np.flatnonzero(same & (col0[1:] < col1[:-1]))
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise DuplicateTileError(
-            f"country {code}: cell ({int(row[i])}, {int(col0[i])}) emitted twice",
-            country_iso=code,
-            raster_row=int(row[i]),
-            raster_col=int(col0[i]),
+def _summaries(
+    codes: Sequence[str],
+    geometries: Mapping[str, CountryGeometry | None],
+    units: Sequence[WorkUnit],
+    results: Sequence[UnitResult],
+    ncols: int,
+) -> list[CountrySummary]:
+    by_code: dict[str, list[UnitResult]] = {code: [] for code in codes}
+    for unit, res in zip(units, results, strict=True):
+        by_code[unit.country_iso].append(res)
+    return [_summary(code, by_code[code], geometries[code] is not None, ncols) for code in codes]
+
+
+def _run_table(
+    codes: Sequence[str], units: Sequence[WorkUnit], results: Sequence[UnitResult]
+) -> RunTable:
+    """Concatenate unit runs in unit order: that is already (country_iso, tile_id) order."""
+    index = {code: i for i, code in enumerate(codes)}
+
+    def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype)
+
+    return RunTable(
+        codes=tuple(codes),
+        code=cat(
+            [
+                np.full(r.row.size, index[u.country_iso], np.int32)
+                for u, r in zip(units, results, strict=True)
+            ],
+            np.int32,
+        ),
+        row=cat([r.row for r in results], np.int64),
+        col0=cat([r.col0 for r in results], np.int64),
+        col1=cat([r.col1 for r in results], np.int64),
+    )
+
+
+def _encode_all(
+    pool: Executor,
+    grid: Grid,
+    options: _Options,
+    runs: RunTable,
+    stage: Path,
+    tele: Telemetry,
+    worker_stats: list[WorkerStats],
+) -> list[PartResult]:
+    rows_per_file = options.rows_per_row_group * options.row_groups_per_file
+    tasks = plan_parts(runs.total_rows, rows_per_file)
+    t0 = time.perf_counter()
+    futures = [
+        pool.submit(
+            encode_part,
+            grid,
+            options.predicate,
+            runs.slice_rows(task.row_start, task.row_stop),
+            task,
+            stage,
+            options.rows_per_row_group,
+            options.row_groups_per_file,
         )
+        for task in tasks
+    ]
+    parts = []
+    for fut in as_completed(futures):
+        part = fut.result()
+        parts.append(part)
+        worker_stats.append(part.stats)
+        tele.on_event(
+            {
+                "event": "S1_SHARD_FLUSH",
+                "at": rfc3339_utc(),
+                "part_index": part.part_index,
+                "rows": part.rows,
+                "bytes": part.bytes,
+                "seconds": round(part.stats.seconds, 6),
+                "worker": part.stats.worker,
+            }
+        )
+    tele.on_event(
+        {
+            "event": "S1_MERGE",
+            "at": rfc3339_utc(),
+            "parts": len(parts),
+            "rows": sum(p.rows for p in parts),
+            "bytes": sum(p.bytes for p in parts),
+            "seconds": round(time.perf_counter() - t0, 6),
+        }
+    )
+    return sorted(parts, key=lambda p: p.part_index)

@@ -8,6 +8,7 @@ import click
 
 from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
 from tileindex.contract import PREDICATES
+from tileindex.executors import EXECUTORS
 from tileindex.pipeline import DEFAULT_CHUNK_SIZE, ENGINES
 from tileindex.pipeline import build as run_build
 
@@ -65,6 +66,18 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="Cells per side of a work chunk (memory is bounded by it; output does not depend on it).",
 )
 @click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: all cores; 1 runs in this process).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=None,
+    help="serial or process (default: serial for one worker, process otherwise).",
+)
+@click.option(
     "--parameter-hash",
     default=None,
     help=(
@@ -87,6 +100,8 @@ def build(
     predicate: str,
     engine: str,
     chunk_size: int,
+    workers: int | None,
+    executor: str | None,
     parameter_hash: str | None,
     dictionary: Path | None,
     quiet: bool,
@@ -108,6 +123,8 @@ def build(
             predicate=predicate,
             engine=engine,
             chunk_size=chunk_size,
+            workers=workers,
+            executor=executor,
             parameter_hash=parameter_hash,
             dictionary=dictionary,
             telemetry=tele,

@@ -1,0 +1,116 @@
+"""Work plans: country x row-block units for masking and row-range tasks for encoding,
+both in a deterministic order with ids derived from that order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tileindex.grid import Window
+
+# Cells per masking unit: big enough to amortise per-unit overhead, small enough that
+# the largest country splits into several units and the run's tail stays short.
+DEFAULT_UNIT_CELLS = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Rows [row_start, row_stop) of one country's windows; ``unit_id`` is its position in
+    the (country_iso, row_start) order, which is also the order of its rows in the output."""
+
+    unit_id: int
+    country_iso: str
+    windows: tuple[Window, ...]
+
+    @property
+    def row_start(self) -> int:
+        return self.windows[0].row_start
+
+    @property
+    def row_stop(self) -> int:
+        return self.windows[0].row_stop
+
+    @property
+    def cells(self) -> int:
+        return sum(w.size for w in self.windows)
+
+
+def plan_units(
+    windows_by_code: Mapping[str, Sequence[Window]],
+    chunk_size: int,
+    unit_cells: int = DEFAULT_UNIT_CELLS,
+) -> list[WorkUnit]:
+    """Split every country's windows into row blocks (a multiple of ``chunk_size`` rows,
+    at least one) of about ``unit_cells`` cells. Countries in ASCII order of code."""
+    units: list[WorkUnit] = []
+    for code in sorted(windows_by_code):
+        windows = list(windows_by_code[code])
+        if not windows:
+            continue
+        r0, r1 = windows[0].row_start, windows[0].row_stop
+        width = sum(w.width for w in windows)
+        bands = max(1, unit_cells // max(1, chunk_size * width))
+        step = bands * chunk_size
+        for r in range(r0, r1, step):
+            stop = min(r + step, r1)
+            block = tuple(Window(r, stop, w.col_start, w.col_stop) for w in windows)
+            units.append(WorkUnit(len(units), code, block))
+    return units
+
+
+def execution_order(units: Sequence[WorkUnit]) -> list[WorkUnit]:
+    """Heaviest units first so the run does not end waiting on one big unit; ties by id."""
+    return sorted(units, key=lambda u: (-u.cells, u.unit_id))
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """Output rows [row_start, row_stop) of the global (country_iso, tile_id) stream,
+    which become part file ``part_index`` of each dataset."""
+
+    part_index: int
+    row_start: int
+    row_stop: int
+
+
+def plan_parts(total_rows: int, rows_per_file: int) -> list[PartTask]:
+    """One task per part file; a zero-row result still gets one (empty) part."""
+    if total_rows == 0:
+        return [PartTask(0, 0, 0)]
+    return [
+        PartTask(i, start, min(start + rows_per_file, total_rows))
+        for i, start in enumerate(range(0, total_rows, rows_per_file))
+    ]
+
+
+@dataclass(frozen=True, eq=False)
+class RunTable:
+    """All included runs of a build in output order: run i covers cells (row[i],
+    col0[i]..col1[i]-1) of country ``codes[code[i]]``."""
+
+    codes: tuple[str, ...]
+    code: npt.NDArray[np.int32]
+    row: npt.NDArray[np.int64]
+    col0: npt.NDArray[np.int64]
+    col1: npt.NDArray[np.int64]
+
+    @property
+    def total_rows(self) -> int:
+        return int((self.col1 - self.col0).sum())
+
+    def slice_rows(self, start: int, stop: int) -> RunTable:
+        """The runs holding output rows [start, stop), the first and last trimmed."""
+        lengths = self.col1 - self.col0
+        ends = np.cumsum(lengths)
+        i0 = int(np.searchsorted(ends, start, side="right"))
+        i1 = int(np.searchsorted(ends, stop - 1, side="right")) + 1 if stop > start else i0
+        col0 = self.col0[i0:i1].copy()
+        col1 = self.col1[i0:i1].copy()
+        if col0.size:
+            before = int(ends[i0 - 1]) if i0 > 0 else 0
+            col0[0] += start - before
+            col1[-1] -= int(ends[i1 - 1]) - stop
+        return RunTable(self.codes, self.code[i0:i1], self.row[i0:i1], col0, col1)

@@ -1,0 +1,196 @@
+"""The two kinds of work a worker does: mask a unit into runs, encode a part file.
+
+Top-level functions with picklable arguments, so any executor can run them; they
+measure their own time, CPU and the worker's peak RSS for the run's PAT counters.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from tileindex import kernel, legacy
+from tileindex.errors import ConfigError, DuplicateTileError
+from tileindex.geometry import CountryGeometry
+from tileindex.grid import CellRuns, Grid, Window
+from tileindex.plan import PartTask, RunTable, WorkUnit
+from tileindex.report import open_files_now, peak_rss_bytes
+from tileindex.rows import iter_batches
+from tileindex.shards import DATASETS, DatasetWriter
+
+MaskFn = Callable[[Grid, Window, CountryGeometry, str], CellRuns]
+
+ENGINES: dict[str, MaskFn] = {"fast": kernel.mask_chunk, "legacy": legacy.mask_chunk}
+
+IntArray = npt.NDArray[np.int64]
+
+
+def get_engine(name: str) -> MaskFn:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown engine {name!r}; valid engines are {', '.join(sorted(ENGINES))}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """What a task measured about itself and the process that ran it."""
+
+    worker: str
+    seconds: float
+    cpu_seconds: float
+    rss_peak_bytes: int
+    open_files: int
+
+
+def _stats(t0: float, cpu0: float) -> WorkerStats:
+    return WorkerStats(
+        worker=f"pid{os.getpid()}",
+        seconds=time.perf_counter() - t0,
+        cpu_seconds=time.process_time() - cpu0,
+        rss_peak_bytes=peak_rss_bytes(),
+        open_files=open_files_now() or 0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class UnitResult:
+    """A unit's included cells as runs sorted by tile id, and its summary counts."""
+
+    unit_id: int
+    country_iso: str
+    row: IntArray
+    col0: IntArray
+    col1: IntArray
+    cells_visited: int
+    cells_included: int
+    cells_excluded_hole: int
+    stats: WorkerStats
+
+
+# the last few countries' prepared geometries, so a worker builds GEOS indexes once per
+# country rather than once per unit
+_GEOMETRY_CACHE: dict[str, CountryGeometry] = {}
+
+
+def _cached(token: str, country: CountryGeometry) -> CountryGeometry:
+    if token not in _GEOMETRY_CACHE:
+        if len(_GEOMETRY_CACHE) >= 4:
+            _GEOMETRY_CACHE.pop(next(iter(_GEOMETRY_CACHE)))
+        _GEOMETRY_CACHE[token] = country
+    return _GEOMETRY_CACHE[token]
+
+
+def mask_unit(
+    grid: Grid,
+    unit: WorkUnit,
+    country: CountryGeometry,
+    token: str,
+    predicate: str,
+    engine: str,
+    chunk_size: int,
+) -> UnitResult:
+    """Mask every ``chunk_size`` x ``chunk_size`` chunk of the unit and merge the runs."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    mask = get_engine(engine)
+    geom = _cached(token, country)
+    results = [
+        mask(
+            grid,
+            Window(r, min(r + chunk_size, w.row_stop), c, min(c + chunk_size, w.col_stop)),
+            geom,
+            predicate,
+        )
+        for r in range(unit.row_start, unit.row_stop, chunk_size)
+        for w in unit.windows
+        for c in range(w.col_start, w.col_stop, chunk_size)
+    ]
+    row = np.concatenate([x.row for x in results])
+    col0 = np.concatenate([x.col0 for x in results])
+    col1 = np.concatenate([x.col1 for x in results])
+    order = np.lexsort((col0, row))
+    row, col0, col1 = row[order], col0[order], col1[order]
+    _check_disjoint(unit.country_iso, row, col0, col1)
+    return UnitResult(
+        unit_id=unit.unit_id,
+        country_iso=unit.country_iso,
+        row=row,
+        col0=col0,
+        col1=col1,
+        cells_visited=sum(x.cells_visited for x in results),
+        cells_included=sum(x.cells_included for x in results),
+        cells_excluded_hole=sum(x.cells_excluded_hole for x in results),
+        stats=_stats(t0, cpu0),
+    )
+
+
+def _check_disjoint(code: str, row: IntArray, col0: IntArray, col1: IntArray) -> None:
+    """A cell at most once per country (SPEC E003): sorted runs must not overlap."""
+    bad = np.flatnonzero((row[1:] == row[:-1]) & (col0[1:] < col1[:-1]))
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise DuplicateTileError(
+            f"country {code}: cell ({int(row[i])}, {int(col0[i])}) emitted twice",
+            country_iso=code,
+            raster_row=int(row[i]),
+            raster_col=int(col0[i]),
+        )
+
+
+@dataclass(frozen=True)
+class PartResult:
+    part_index: int
+    rows: int
+    bytes: int
+    stats: WorkerStats
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def encode_part(
+    grid: Grid,
+    predicate: str,
+    runs: RunTable,
+    task: PartTask,
+    staging: Path,
+    rows_per_row_group: int,
+    row_groups_per_file: int,
+) -> PartResult:
+    """Expand the runs of one part's row range and write that part of both datasets.
+
+    A part file's bytes depend only on its rows and the writer settings, so writing
+    each part on its own gives the bytes one streaming writer would write.
+    """
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    scratch = staging / "tasks" / f"{task.part_index:05d}"
+    if scratch.exists():  # left by an earlier attempt of this task
+        shutil.rmtree(scratch)
+    with DatasetWriter(scratch, rows_per_row_group, row_groups_per_file) as writer:
+        bounds = np.flatnonzero(np.diff(runs.code)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, runs.code.size], strict=True):
+            if hi <= lo:
+                continue
+            iso = runs.codes[int(runs.code[lo])]
+            for pair in iter_batches(
+                grid, iso, predicate, runs.row[lo:hi], runs.col0[lo:hi], runs.col1[lo:hi]
+            ):
+                writer.write(*pair)
+    size = 0
+    for name in DATASETS:
+        (written,) = writer.files[name]
+        final = staging / name / part_name(task.part_index)
+        size += written.stat().st_size
+        os.replace(written, final)
+    shutil.rmtree(scratch)
+    return PartResult(task.part_index, writer.rows_written, size, _stats(t0, cpu0))
