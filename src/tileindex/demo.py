@@ -35,6 +35,7 @@ def run_demo(
     *,
     resolution_arcsec: float = 30.0,
     predicate: str = "center",
+    workers: int | None = None,
     telemetry: Telemetry | None = None,
     say: Callable[[str], None] = log.info,
 ) -> DemoResult:
@@ -55,6 +56,7 @@ def run_demo(
         inputs / "grid.tif",
         Path(out) / "out",
         predicate=predicate,
+        workers=workers,
         telemetry=telemetry,
     )
     png = result.paths["run_report"].parent / "preview.png"

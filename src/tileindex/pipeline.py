@@ -38,6 +38,7 @@ from tileindex.executors import get_executor
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.metrics import RunMetrics
 from tileindex.plan import RunTable, WorkUnit, execution_order, plan_parts, plan_units
 from tileindex.report import (
     CountrySummary,
@@ -88,6 +89,7 @@ class BuildResult:
     paths: dict[str, Path]
     report: RunReport
     summaries: tuple[CountrySummary, ...] = field(repr=False)
+    metrics: RunMetrics | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def _run(
             runs = _run_table(codes, units, results)
             for name in DATASETS:
                 (stage / name).mkdir(parents=True)
-            _encode_all(pool, grid, options, runs, stage, tele, worker_stats)
+            parts = _encode_all(pool, grid, options, runs, stage, tele, worker_stats)
         rows_emitted = runs.total_rows
         meter.sample()
         # the evidence is complete before anything becomes visible
@@ -274,6 +276,19 @@ def _run(
     else:
         log.info("partition %s already published with identical bytes", paths["tile_index"])
     tele.on_finish(report)
+    rss: dict[str, int] = {}
+    for st in worker_stats:
+        rss[st.worker] = max(rss.get(st.worker, 0), st.rss_peak_bytes)
+    metrics = RunMetrics(
+        parameter_hash=phash,
+        predicate=options.predicate,
+        tiles_total=rows_emitted,
+        seconds=usage.wall_seconds,
+        units_total=len(units),
+        unit_seconds=tuple(r.stats.seconds for r in results),
+        shard_flush_seconds=tuple(p.stats.seconds for p in parts),
+        worker_rss_bytes=rss,
+    )
     return BuildResult(
         parameter_hash=phash,
         outcome=outcome,
@@ -284,6 +299,7 @@ def _run(
         paths=paths,
         report=report,
         summaries=tuple(summaries),
+        metrics=metrics,
     )
 
 

@@ -9,6 +9,7 @@ import click
 from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
 from tileindex.contract import PREDICATES
 from tileindex.executors import EXECUTORS
+from tileindex.metrics import write_metrics
 from tileindex.pipeline import DEFAULT_CHUNK_SIZE, ENGINES
 from tileindex.pipeline import build as run_build
 
@@ -91,6 +92,12 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     default=None,
     help="Dataset dictionary YAML (default: the built-in one).",
 )
+@click.option(
+    "--metrics-out",
+    type=_PATH,
+    default=None,
+    help="Write run metrics in Prometheus text format to FILE (and FILE.json).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 def build(
     iso: Path,
@@ -104,6 +111,7 @@ def build(
     executor: str | None,
     parameter_hash: str | None,
     dictionary: Path | None,
+    metrics_out: Path | None,
     quiet: bool,
 ) -> None:
     """Build the tile index of every country in the ISO list and publish it.
@@ -130,3 +138,6 @@ def build(
             telemetry=tele,
         )
     print_build_summary(result)
+    if metrics_out is not None and result.metrics is not None:
+        prom, js = write_metrics(metrics_out, result.metrics)
+        click.echo(f"metrics: {prom} and {js}")

@@ -29,8 +29,14 @@ from tileindex.demo import DEFAULT_DEMO_DIR, run_demo
     help="Grid resolution in arc-seconds (30 = the WorldPop 1 km grid; 150 is a quick try).",
 )
 @click.option("--predicate", type=click.Choice(PREDICATES), default="center", show_default=True)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: all cores; 1 runs in this process).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
-def demo(out: Path, resolution: float, predicate: str, quiet: bool) -> None:
+def demo(out: Path, resolution: float, predicate: str, workers: int | None, quiet: bool) -> None:
     """Build the tile index of the whole world from real borders and draw it.
 
     Prepares the ISO list (pycountry), the Natural Earth 1:10m countries and the
@@ -44,6 +50,7 @@ def demo(out: Path, resolution: float, predicate: str, quiet: bool) -> None:
             out,
             resolution_arcsec=resolution,
             predicate=predicate,
+            workers=workers,
             telemetry=tele,
             say=lambda msg: console.print(msg) if not quiet else None,
         )
