@@ -25,11 +25,12 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from tileindex.cli import build, demo, prepare
+    from tileindex.cli import build, demo, prepare, preview
 
     main.add_command(build.build)
     main.add_command(demo.demo)
     main.add_command(prepare.prepare)
+    main.add_command(preview.preview)
 
 
 _register()
