@@ -1,6 +1,8 @@
 """The fast exact engine: (grid window, country geometry, predicate) -> included cells.
 
-Arrays in, arrays out: no files, no logging set-up, no executors.
+Arrays in, arrays out: no files, no logging set-up, no executors. The work is
+proportional to the boundary (segment x row crossings), not to the window's area:
+cells are handled as row runs ("intervals") and only boundary cells one by one.
 
 Why the result is exact
 -----------------------
@@ -9,7 +11,7 @@ split at ±180 that does not hold the centroid, a point strictly inside that pie
 and a *box* (the cell, or the piece, in wrapped coordinates). Both predicates reduce to
 questions about where the test point and the box lie relative to the boundary of G:
 
-* Scanline parity. For each row, every ring segment whose closed y-range contains the
+* Scanline winding. For each row, every ring segment whose closed y-range contains the
   row's test latitude ``y`` is intersected with the line ``y``: ``xc = x1 + (y - y1) *
   (x2 - x1) / (y2 - y1)``. Four IEEE operations with ``t = (y-y1)/(y2-y1)`` in [0, 1]
   put the computed ``xc`` within ``6u(|x1| + |x2 - x1|) + O(u^2)`` of the true crossing
@@ -19,9 +21,10 @@ questions about where the test point and the box lie relative to the boundary of
   rounding error, so it is not on the boundary and the computed crossings on its left
   are exactly the true ones. Their signed count (shells are oriented CCW, holes CW, the
   half-open rule ``(y1 > y) != (y2 > y)`` counts a vertex on the line once) is the
-  winding number, which for a valid (multi)polygon is 1 inside G and 0 outside.
-  Test points inside a band (in practice only points that sit on, or within 1e-10
-  degrees of, the boundary: grid-aligned input) are decided by GEOS exactly.
+  winding number, which for a valid (multi)polygon is 1 inside G and 0 outside. Along a
+  row the winding number only changes at crossings, so inside cells come out as runs
+  between consecutive crossings. Test points inside a band (in practice only points on,
+  or within ~1e-10 degrees of, the boundary: grid-aligned input) are decided by GEOS.
 
 * ``center`` is then: winding 1 off the bands; on the bands, GEOS per part: covered by
   the shell and not covered by any hole of that part (outer boundary closed, hole
@@ -41,9 +44,15 @@ questions about where the test point and the box lie relative to the boundary of
 
 No step depends on ring orientation (rings are re-oriented), chunk size or worker
 count: every decision is made per cell from the same float64 inputs.
+
+Interval representation: within a window of width ``w``, cell (r, c) has the linear
+position ``r * (w + 1) + c``; a run of cells is a half-open interval of positions
+(the ``+ 1`` keeps runs of different rows apart).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -64,34 +73,107 @@ def _eps(x1: FloatArray, x2: FloatArray) -> FloatArray:
     return _EPS_SCALE * (np.abs(x1) + np.abs(x2) + np.abs(x2 - x1) + 1.0)
 
 
+@dataclass(frozen=True)
+class _Intervals:
+    """Sorted, disjoint, non-adjacent half-open intervals of linear cell positions."""
+
+    start: IntArray
+    stop: IntArray
+
+    @classmethod
+    def empty(cls) -> _Intervals:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64))
+
+    @classmethod
+    def cells(cls, keys: IntArray) -> _Intervals:
+        """Single cells (keys sorted and unique) merged into runs."""
+        return _Intervals(keys, keys + 1).union(_Intervals.empty())
+
+    def __len__(self) -> int:
+        return int((self.stop - self.start).sum())
+
+    def contains(self, keys: IntArray) -> BoolArray:
+        i = np.searchsorted(self.start, keys, side="right") - 1
+        ok = i >= 0
+        out = np.zeros(keys.size, dtype=bool)
+        out[ok] = keys[ok] < self.stop[i[ok]]
+        return out
+
+    def union(self, other: _Intervals) -> _Intervals:
+        return _sweep(self, other, np.logical_or)
+
+    def intersection(self, other: _Intervals) -> _Intervals:
+        return _sweep(self, other, np.logical_and)
+
+    def difference(self, other: _Intervals) -> _Intervals:
+        return _sweep(self, other, lambda a, b: a & ~b)
+
+    def patch(self, keys: IntArray, values: BoolArray) -> _Intervals:
+        """These cells set to ``values`` (keys sorted and unique), the rest unchanged."""
+        if keys.size == 0:
+            return self
+        return self.difference(_Intervals.cells(keys)).union(_Intervals.cells(keys[values]))
+
+
+def _sweep(a: _Intervals, b: _Intervals, op: np.ufunc | object) -> _Intervals:
+    """Combine two interval sets (each may overlap itself) with a boolean ``op``."""
+    pos = np.concatenate([a.start, a.stop, b.start, b.stop])
+    if pos.size == 0:
+        return _Intervals.empty()
+    na, nb = a.start.size, b.start.size
+    da = np.concatenate([np.ones(na), -np.ones(na), np.zeros(2 * nb)]).astype(np.int64)
+    db = np.concatenate([np.zeros(2 * na), np.ones(nb), -np.ones(nb)]).astype(np.int64)
+    order = np.argsort(pos, kind="stable")
+    pos, ca, cb = pos[order], np.cumsum(da[order]), np.cumsum(db[order])
+    last = np.r_[pos[1:] != pos[:-1], True]  # state after all events at a position
+    p, member = pos[last], op(ca[last] > 0, cb[last] > 0)  # type: ignore[operator]
+    # member[i] holds on [p[i], p[i+1]); the last position closes everything
+    rising = member & ~np.r_[False, member[:-1]]
+    falling = ~member & np.r_[False, member[:-1]]
+    return _Intervals(p[rising], p[falling])
+
+
 def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> CellRuns:
     """Included cells of ``window`` for ``country`` under ``predicate`` (see module doc)."""
     check_predicate(predicate)
     h, w = window.height, window.width
-    included = np.zeros((h, w), dtype=bool)
-    in_hole = np.zeros((h, w), dtype=bool)
     if country.is_empty or h == 0 or w == 0:
-        return CellRuns.from_mask(window, included, in_hole)
+        return _runs(window, _Intervals.empty(), 0)
 
-    rows = np.arange(window.row_start, window.row_stop, dtype=np.int64)
-    rowset = _Rows(grid, rows)
-    edges = _edges_in_rows(country.edges, rowset)
+    rows = _Rows(grid, np.arange(window.row_start, window.row_stop, dtype=np.int64))
+    edges = _edges_in_rows(country.edges, rows)
+    included = _Intervals.empty()
+    shells = _Intervals.empty()  # test point of the centroid piece in some closed shell
     for seg in grid.column_segments(window.col_start, window.col_stop):
-        local = seg.cols - window.col_start
-        inc, hole = _segment(country, edges, rowset, seg, predicate)
-        c = seg.has_centroid
-        # center looks at the centroid only; any_overlap at every piece of the cell
-        if predicate == "center":
-            included[:, local[c]] |= inc[:, c]
-        else:
-            included[:, local] |= inc
-        in_hole[:, local[c]] |= hole[:, c]
-    return CellRuns.from_mask(window, included, in_hole)
+        lay = _Layout(seg, window)
+        inc, in_shell = _segment(country, edges, rows, seg, lay, predicate)
+        if not seg.has_centroid.all():
+            other = lay.columns(np.flatnonzero(~seg.has_centroid), h)
+            in_shell = in_shell.difference(other)
+            if predicate == "center":  # center looks at the centroid only
+                inc = inc.difference(other)
+        included = included.union(inc)
+        shells = shells.union(in_shell)
+    hole = len(shells) - len(shells.intersection(included))
+    return _runs(window, included, hole)
+
+
+def _runs(window: Window, included: _Intervals, hole: int) -> CellRuns:
+    stride = window.width + 1
+    row, col = np.divmod(included.start, stride)
+    return CellRuns(
+        window=window,
+        row=row + window.row_start,
+        col0=col + window.col_start,
+        col1=col + window.col_start + (included.stop - included.start),
+        cells_included=len(included),
+        cells_excluded_hole=hole,
+    )
 
 
 class _Rows:
-    """Per-row test latitude and strip bounds, plus negated copies sorted ascending
-    (rows run north to south, so y decreases with the row index)."""
+    """Per-row test latitude and strip bounds (rows run north to south, so y decreases
+    with the row index; searches use the negations, which ascend)."""
 
     def __init__(self, grid: Grid, rows: IntArray) -> None:
         self.ty = grid.centroid_lat(rows)
@@ -101,10 +183,32 @@ class _Rows:
         self.strict = (self.south < self.ty) & (self.ty < self.north)
 
 
+class _Layout:
+    """Maps a segment's (row, piece index) to linear positions in the window."""
+
+    def __init__(self, seg: ColumnSegment, window: Window) -> None:
+        self.stride = window.width + 1
+        self.offset = int(seg.cols[0]) - window.col_start
+        # pieces of a segment are consecutive grid columns
+        assert int(seg.cols[-1]) - int(seg.cols[0]) + 1 == seg.cols.size
+
+    def key(self, r: IntArray, k: IntArray) -> IntArray:
+        return r * self.stride + self.offset + k
+
+    def ranges(self, r: IntArray, k0: IntArray, k1: IntArray) -> _Intervals:
+        ok = k0 < k1
+        runs = _Intervals(self.key(r[ok], k0[ok]), self.key(r[ok], k1[ok]))
+        return runs.union(_Intervals.empty())  # sorts and merges
+
+    def columns(self, ks: IntArray, h: int) -> _Intervals:
+        r = np.repeat(np.arange(h, dtype=np.int64), ks.size)
+        k = np.tile(ks.astype(np.int64), h)
+        return self.ranges(r, k, k + 1)
+
+
 def _edges_in_rows(edges: Edges, rows: _Rows) -> Edges:
     ylo, yhi = float(rows.south.min()), float(rows.north.max())
-    keep = (edges.ymax >= ylo) & (edges.ymin <= yhi)
-    return edges.select(keep)
+    return edges.select((edges.ymax >= ylo) & (edges.ymin <= yhi))
 
 
 def _expand(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
@@ -116,29 +220,47 @@ def _expand(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
     return idx, j
 
 
-def _mark_ranges(shape: tuple[int, int], r: IntArray, k0: IntArray, k1: IntArray) -> BoolArray:
-    """Boolean (h, n) mask with columns [k0, k1) of row r set, for each triple."""
-    h, n = shape
-    ok = k0 < k1
-    diff = np.zeros((h, n + 1), dtype=np.int32)
-    np.add.at(diff, (r[ok], k0[ok]), 1)
-    np.add.at(diff, (r[ok], k1[ok]), -1)
-    return np.cumsum(diff[:, :n], axis=1) > 0
+def _winding_runs(lay: _Layout, n: int, r: IntArray, k: IntArray, sign: IntArray) -> _Intervals:
+    """Runs of pieces whose winding number is positive, from signed crossings that take
+    effect at piece index ``k`` (the first test point east of the crossing) of row ``r``."""
+    keep = k < n  # crossings east of every test point change nothing
+    r, k, sign = r[keep], k[keep], sign[keep]
+    if r.size == 0:
+        return _Intervals.empty()
+    key = r * (n + 1) + k
+    order = np.argsort(key, kind="stable")
+    key, sign = key[order], sign[order]
+    first = np.r_[True, key[1:] != key[:-1]]
+    at = np.flatnonzero(first)
+    delta = np.add.reduceat(sign, at)
+    row, kk = np.divmod(key[at], n + 1)
+    new_row = np.r_[True, row[1:] != row[:-1]]
+    total = np.cumsum(delta)
+    base_idx = np.maximum.accumulate(np.where(new_row, np.arange(row.size), 0))
+    winding = total - (total - delta)[base_idx]  # running sum within the row
+    stop = np.r_[kk[1:], n]
+    stop[np.r_[new_row[1:], True]] = n  # the last event of a row runs to the east edge
+    inside = winding > 0
+    return lay.ranges(row[inside], kk[inside], stop[inside])
 
 
 def _segment(
-    country: CountryGeometry, edges: Edges, rows: _Rows, seg: ColumnSegment, predicate: str
-) -> tuple[BoolArray, BoolArray]:
-    h, n = rows.n, seg.cols.size
+    country: CountryGeometry,
+    edges: Edges,
+    rows: _Rows,
+    seg: ColumnSegment,
+    lay: _Layout,
+    predicate: str,
+) -> tuple[_Intervals, _Intervals]:
+    """(included pieces, pieces whose test point is in some closed shell) of a segment."""
+    n = seg.cols.size
     xs, bx0, bx1 = seg.test_x, seg.x0, seg.x1
     # segments wholly east of the segment can neither cross left of a test point nor meet a box
-    east = np.minimum(edges.x1, edges.x2) > max(float(xs[-1]), float(bx1[-1])) + 1e-6
-    e = edges.select(~east)
+    e = edges.select(~(np.minimum(edges.x1, edges.x2) > max(float(xs[-1]), float(bx1[-1])) + 1e-6))
 
-    # -- the centre line of every row: winding numbers and uncertainty bands ------------
-    neg_ty = -rows.ty  # ascending
-    r_lo = np.searchsorted(neg_ty, -e.ymax, side="left")
-    r_hi = np.searchsorted(neg_ty, -e.ymin, side="right")
+    # -- the centre line of every row: winding runs and uncertainty bands ---------------
+    r_lo = np.searchsorted(-rows.ty, -e.ymax, side="left")
+    r_hi = np.searchsorted(-rows.ty, -e.ymin, side="right")
     ei, r = _expand(r_lo, r_hi)
     x1, y1, x2, y2 = e.x1[ei], e.y1[ei], e.x2[ei], e.y2[ei]
     y = rows.ty[r]
@@ -148,42 +270,35 @@ def _segment(
     eps = _eps(x1, x2)
     band_lo = np.where(horizontal, np.minimum(x1, x2), xc) - eps
     band_hi = np.where(horizontal, np.maximum(x1, x2), xc) + eps
-    band = _mark_ranges(
-        (h, n),
-        r,
-        np.searchsorted(xs, band_lo, side="left"),
-        np.searchsorted(xs, band_hi, side="right"),
+    bi, bk = _expand(
+        np.searchsorted(xs, band_lo, side="left"), np.searchsorted(xs, band_hi, side="right")
     )
+    band_keys = np.unique(lay.key(r[bi], bk))
 
     crossing = (y1 > y) != (y2 > y)
-    sign = np.where(y2 < y1, 1, -1).astype(np.int32)  # CCW shells cross a left ray downward
+    sign = np.where(y2 < y1, 1, -1).astype(np.int64)  # CCW shells cross a left ray downward
     k = np.searchsorted(xs, xc, side="right")  # first test point east of the crossing
-    winding = np.zeros((h, n + 1), dtype=np.int32)
-    shells = np.zeros((h, n + 1), dtype=np.int32)
-    np.add.at(winding, (r[crossing], k[crossing]), sign[crossing])
-    is_shell = e.is_shell[ei] & crossing
-    np.add.at(shells, (r[is_shell], k[is_shell]), sign[is_shell])
-    inside = np.cumsum(winding[:, :n], axis=1) > 0
-    in_shell = np.cumsum(shells[:, :n], axis=1) > 0
+    cr = crossing
+    inside = _winding_runs(lay, n, r[cr], k[cr], sign[cr])
+    sh = crossing & e.is_shell[ei]
+    in_shell = _winding_runs(lay, n, r[sh], k[sh], sign[sh])
 
-    # exact decisions for test points in a band
-    br, bc = np.nonzero(band)
-    if br.size:
+    if band_keys.size:
+        br, bc = np.divmod(band_keys - lay.offset, lay.stride)
         px, py = xs[bc], rows.ty[br]
         exact_shell, exact_center = _exact_points(country, px, py)
-        in_shell[br, bc] = exact_shell
+        in_shell = in_shell.patch(band_keys, exact_shell)
         if predicate == "center":
-            inside[br, bc] = exact_center
+            inside = inside.patch(band_keys, exact_center)
         else:
-            inside[br, bc] = shapely.contains_xy(country.exact.geom, px, py)
+            inside = inside.patch(band_keys, shapely.contains_xy(country.exact.geom, px, py))
 
     if predicate == "center":
-        return inside, in_shell & ~inside
+        return inside, in_shell
 
     # -- any_overlap: boxes the boundary may meet ---------------------------------------
-    neg_south, neg_north = -rows.south, -rows.north  # ascending
-    s_lo = np.searchsorted(neg_south, -e.ymax, side="left")  # strips with south <= ymax
-    s_hi = np.searchsorted(neg_north, -e.ymin, side="right")  # strips with north >= ymin
+    s_lo = np.searchsorted(-rows.south, -e.ymax, side="left")  # strips with south <= ymax
+    s_hi = np.searchsorted(-rows.north, -e.ymin, side="right")  # strips with north >= ymin
     si, sr = _expand(s_lo, s_hi)
     sx1, sy1, sx2, sy2 = e.x1[si], e.y1[si], e.x2[si], e.y2[si]
     ymin, ymax = np.minimum(sy1, sy2), np.maximum(sy1, sy2)
@@ -195,39 +310,36 @@ def _segment(
         xa = np.where(flat, sx1, sx1 + (ya - sy1) * slope)
         xb = np.where(flat, sx2, sx1 + (yb - sy1) * slope)
     seps = _eps(sx1, sx2)
-    lo = np.minimum(xa, xb) - seps
-    hi = np.maximum(xa, xb) + seps
-    candidate = _mark_ranges(
-        (h, n),
-        sr,
-        np.searchsorted(bx1, lo, side="left"),  # first box with x1 >= lo
-        np.searchsorted(bx0, hi, side="right"),  # boxes with x0 <= hi
+    ci, ck = _expand(
+        np.searchsorted(bx1, np.minimum(xa, xb) - seps, side="left"),  # first box with x1 >= lo
+        np.searchsorted(bx0, np.maximum(xa, xb) + seps, side="right"),  # boxes with x0 <= hi
     )
+    cand = np.unique(lay.key(sr[ci], ck))
+    cand = cand[~inside.contains(cand)]
 
     # proof of a boundary point inside the open box: a centre-line crossing strictly
     # inside it by more than the rounding band, or a horizontal segment on the centre line
-    proof = np.zeros((h, n), dtype=bool)
     sloped = ~horizontal & rows.strict[r]
     j = np.searchsorted(bx0, (xc - eps)[sloped], side="left") - 1
-    rr = r[sloped]
+    rr, xcs, es = r[sloped], xc[sloped], eps[sloped]
     ok = (j >= 0) & (j < n)
-    rr, j, xcs, es = rr[ok], j[ok], xc[sloped][ok], eps[sloped][ok]
+    rr, j, xcs, es = rr[ok], j[ok], xcs[ok], es[ok]
     strictly = (bx0[j] < xcs - es) & (xcs + es < bx1[j])
-    proof[rr[strictly], j[strictly]] = True
     flat_line = horizontal & rows.strict[r]
-    proof |= _mark_ranges(
-        (h, n),
-        r[flat_line],
+    fi, fk = _expand(
         np.searchsorted(bx1, np.minimum(x1, x2)[flat_line], side="right"),  # x1 > min
         np.searchsorted(bx0, np.maximum(x1, x2)[flat_line], side="left"),  # x0 < max
     )
-
-    included = inside | (candidate & proof)
-    todo_r, todo_c = np.nonzero(candidate & ~included)
-    if todo_r.size:
-        boxes = shapely.box(bx0[todo_c], rows.south[todo_r], bx1[todo_c], rows.north[todo_r])
-        included[todo_r, todo_c] = _boundary_meets_open_box(country, boxes)
-    return included, in_shell & ~included
+    proof = np.union1d(lay.key(rr[strictly], j[strictly]), lay.key(r[flat_line][fi], fk))
+    proven = np.isin(cand, proof, assume_unique=True)
+    todo = cand[~proven]
+    decided = np.zeros(todo.size, dtype=bool)
+    if todo.size:
+        tr, tc = np.divmod(todo - lay.offset, lay.stride)
+        boxes = shapely.box(bx0[tc], rows.south[tr], bx1[tc], rows.north[tr])
+        decided = _boundary_meets_open_box(country, boxes)
+    extra = np.union1d(cand[proven], todo[decided])
+    return inside.union(_Intervals.cells(extra)), in_shell
 
 
 def _exact_points(
