@@ -60,6 +60,22 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
+def _clip(geom: BaseGeometry, lo: float, hi: float) -> BaseGeometry:
+    """The polygonal part of ``geom`` with lo <= x <= hi.
+
+    clip_by_rect puts the cut vertices exactly on x = lo / hi; on a piece that
+    degenerates (a sliver thinner than float resolution) it may fail or return an
+    invalid ring, and then the overlay, which drops what has no area, decides.
+    """
+    try:
+        piece = _polygonal(shapely.clip_by_rect(geom, lo, -90.0, hi, 90.0))
+        if shapely.is_valid(piece):
+            return piece
+    except shapely.errors.GEOSException:
+        pass
+    return _polygonal(shapely.intersection(geom, shapely.box(lo, -90.0, hi, 90.0)))
+
+
 def normalise_longitudes(geom: BaseGeometry) -> BaseGeometry:
     """Cut a polygon given beyond ±180 at the antimeridian and shift the pieces into
     [-180, 180] (SPEC §4). Geometry already inside the range is returned unchanged."""
@@ -70,13 +86,12 @@ def normalise_longitudes(geom: BaseGeometry) -> BaseGeometry:
     for lo, hi, shift in _SHIFTS:
         if maxx <= lo or minx >= hi:
             continue
-        # clip_by_rect puts the cut vertices exactly on x = lo / hi
-        piece = _polygonal(shapely.clip_by_rect(geom, lo, -90.0, hi, 90.0))
+        piece = _clip(geom, lo, hi)
         if piece.is_empty:
             continue
-        if not shapely.is_valid(piece):
-            piece = _polygonal(shapely.intersection(geom, shapely.box(lo, -90.0, hi, 90.0)))
         pieces.append(shapely.transform(piece, lambda xy, s=shift: xy + np.array([s, 0.0])))
+    if not pieces:
+        return shapely.Polygon()
     return _polygonal(shapely.union_all(pieces)) if len(pieces) > 1 else pieces[0]
 
 
@@ -86,7 +101,10 @@ def country_geometry(iso: str, rows: Sequence[BaseGeometry]) -> CountryGeometry:
         check_valid(g, iso, f"polygon row {i + 1} of {len(rows)}")
     normalised = [normalise_longitudes(g) for g in rows]
     geom = normalised[0] if len(normalised) == 1 else _polygonal(shapely.union_all(normalised))
-    check_valid(geom, iso, "union of its polygon rows" if len(rows) > 1 else "geometry")
+    what = "union of its polygon rows" if len(rows) > 1 else "geometry"
+    if any(n is not g for n, g in zip(normalised, rows, strict=True)):
+        what += " after cutting at the antimeridian"
+    check_valid(geom, iso, what)
     return CountryGeometry.from_geometry(iso, geom)
 
 
