@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 # The event code for bad input that SPEC §8 gives no E-code (missing file, bad column, ...).
 BAD_INPUT_EVENT_CODE = "S1_BAD_INPUT"
 
@@ -18,6 +17,8 @@ class TileIndexError(Exception):
     """
 
     code: str | None = None
+    # the S1_ERROR event code of an error the SPEC gives no E-code
+    uncoded_event: str = BAD_INPUT_EVENT_CODE
 
     def __init__(self, message: str, **context: Any) -> None:
         super().__init__(message)
@@ -27,7 +28,7 @@ class TileIndexError(Exception):
     @property
     def event_code(self) -> str:
         """The ``code`` of this error's S1_ERROR event."""
-        return self.code or BAD_INPUT_EVENT_CODE
+        return self.code or self.uncoded_event
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.code else self.message
@@ -85,12 +86,25 @@ class ConfigError(TileIndexError, ValueError):
     """An option has a value outside its domain (chunk size, parameter hash, ...)."""
 
 
+class DiskFullError(TileIndexError, OSError):
+    """The output or staging file system ran out of space."""
+
+    uncoded_event = "S1_DISK_FULL"
+
+
+class WorkerError(TileIndexError, RuntimeError):
+    """A work unit kept failing (retries exhausted) or worker processes kept dying."""
+
+    uncoded_event = "S1_WORKER_FAILED"
+
+
 __all__ = [
     "BAD_INPUT_EVENT_CODE",
     "AreaNonPositiveError",
     "BoundsError",
     "ConfigError",
     "CrsMismatchError",
+    "DiskFullError",
     "DuplicateTileError",
     "GeometryInvalidError",
     "ImmutablePartitionError",
@@ -101,4 +115,5 @@ __all__ = [
     "PerfBudgetError",
     "RasterMismatchError",
     "TileIndexError",
+    "WorkerError",
 ]

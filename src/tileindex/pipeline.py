@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, Future, as_completed
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +33,7 @@ from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
 )
 from tileindex.errors import ConfigError, TileIndexError
-from tileindex.executors import get_executor
+from tileindex.executors import Job, TaskRunner
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
@@ -49,7 +48,13 @@ from tileindex.report import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from tileindex.shards import DATASETS, discard_staging, publish_partitions, staging_dir
+from tileindex.shards import (
+    DATASETS,
+    cleanup_stale_staging,
+    discard_staging,
+    publish_partitions,
+    staging_dir,
+)
 from tileindex.tasks import (
     ENGINES,
     PartResult,
@@ -58,6 +63,8 @@ from tileindex.tasks import (
     encode_part,
     get_engine,
     mask_unit,
+    part_name,
+    sha256_file,
 )
 from tileindex.telemetry import (
     JsonLinesTelemetry,
@@ -72,6 +79,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 1024
 ROWS_PER_ROW_GROUP = 1 << 20
 ROW_GROUPS_PER_FILE = 8
+# staging folders of dead processes older than this are removed at the next build
+STALE_STAGING_SECONDS = 60.0
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "ENGINES", "BuildResult", "build"]
 
@@ -207,12 +216,13 @@ def _run(
     units = plan_units(windows, options.chunk_size)
     tele.on_start(len(codes), len(units))
 
+    cleanup_stale_staging(out, older_than_s=STALE_STAGING_SECONDS)
     stage = staging_dir(out, phash)
-    pool, n_workers = get_executor(options.executor, options.workers)
     worker_stats: list[WorkerStats] = []
     try:
-        with pool:
-            results = _mask_all(pool, grid, units, geometries, options, phash, tele, worker_stats)
+        with TaskRunner(options.executor, options.workers) as runner:
+            n_workers = runner.workers
+            results = _mask_all(runner, grid, units, geometries, options, phash, tele, worker_stats)
             summaries = _summaries(codes, geometries, units, results, grid.ncols)
             for summary in summaries:
                 if not any(u.country_iso == summary.country_iso for u in units):
@@ -220,7 +230,7 @@ def _run(
             runs = _run_table(codes, units, results)
             for name in DATASETS:
                 (stage / name).mkdir(parents=True)
-            parts = _encode_all(pool, grid, options, runs, stage, tele, worker_stats)
+            parts = _encode_all(runner, grid, options, runs, stage, tele, worker_stats)
         rows_emitted = runs.total_rows
         meter.sample()
         # the evidence is complete before anything becomes visible
@@ -310,7 +320,7 @@ def _windows(grid: Grid, geom: CountryGeometry | None) -> list[Window]:
 
 
 def _mask_all(
-    pool: Executor,
+    runner: TaskRunner,
     grid: Grid,
     units: list[WorkUnit],
     geometries: Mapping[str, CountryGeometry | None],
@@ -319,30 +329,27 @@ def _mask_all(
     tele: Telemetry,
     worker_stats: list[WorkerStats],
 ) -> list[UnitResult]:
-    """Run every unit, heaviest first; results come back indexed by unit id."""
+    """Run every unit, heaviest first; results come back in unit id order."""
     left = Counter(u.country_iso for u in units)
     done: dict[str, list[UnitResult]] = {}
-    futures: dict[Future[UnitResult], WorkUnit] = {}
+    jobs = []
     for unit in execution_order(units):
         geom = geometries[unit.country_iso]
         assert geom is not None  # units exist only for countries with windows
-        futures[
-            pool.submit(
-                mask_unit,
-                grid,
-                unit,
-                geom,
-                f"{unit.country_iso}:{phash}",
-                options.predicate,
-                options.engine,
-                options.chunk_size,
-            )
-        ] = unit
-    results: list[UnitResult | None] = [None] * len(units)
-    for fut in as_completed(futures):
-        res = fut.result()
-        unit = futures[fut]
-        results[unit.unit_id] = res
+        args = (
+            grid,
+            unit,
+            geom,
+            f"{unit.country_iso}:{phash}",
+            options.predicate,
+            options.engine,
+            options.chunk_size,
+        )
+        label = f"unit {unit.unit_id} ({unit.country_iso} rows {unit.row_start}-{unit.row_stop})"
+        jobs.append(Job(unit.unit_id, mask_unit, args, label))
+
+    def on_result(key: Hashable, res: UnitResult) -> None:
+        unit = units[int(key)]  # type: ignore[call-overload]
         worker_stats.append(res.stats)
         tele.on_unit_done(
             unit.country_iso, res.cells_visited, res.cells_included, res.stats.seconds
@@ -353,7 +360,9 @@ def _mask_all(
         if left[unit.country_iso] == 0:
             finished = done.pop(unit.country_iso)
             tele.on_country_done(_summary(unit.country_iso, finished, True, grid.ncols))
-    return [r for r in results if r is not None]
+
+    results = runner.run(jobs, on_result)
+    return [results[u.unit_id] for u in units]
 
 
 def _unit_event(unit: WorkUnit, res: UnitResult) -> dict[str, Any]:
@@ -436,7 +445,7 @@ def _run_table(
 
 
 def _encode_all(
-    pool: Executor,
+    runner: TaskRunner,
     grid: Grid,
     options: _Options,
     runs: RunTable,
@@ -447,23 +456,33 @@ def _encode_all(
     rows_per_file = options.rows_per_row_group * options.row_groups_per_file
     tasks = plan_parts(runs.total_rows, rows_per_file)
     t0 = time.perf_counter()
-    futures = [
-        pool.submit(
+    jobs = [
+        Job(
+            task.part_index,
             encode_part,
-            grid,
-            options.predicate,
-            runs.slice_rows(task.row_start, task.row_stop),
-            task,
-            stage,
-            options.rows_per_row_group,
-            options.row_groups_per_file,
+            (
+                grid,
+                options.predicate,
+                runs.slice_rows(task.row_start, task.row_stop),
+                task,
+                stage,
+                options.rows_per_row_group,
+                options.row_groups_per_file,
+            ),
+            f"part {task.part_index} (rows {task.row_start}-{task.row_stop})",
         )
         for task in tasks
     ]
-    parts = []
-    for fut in as_completed(futures):
-        part = fut.result()
-        parts.append(part)
+
+    def verify(key: Hashable, part: PartResult) -> str | None:
+        """The staged files must still hold the bytes the worker wrote (SHA-256)."""
+        for name in DATASETS:
+            path = stage / name / part_name(part.part_index)
+            if sha256_file(path) != part.sha256[name]:
+                return f"{path} does not match the checksum it was written with"
+        return None
+
+    def on_result(key: Hashable, part: PartResult) -> None:
         worker_stats.append(part.stats)
         tele.on_event(
             {
@@ -476,14 +495,16 @@ def _encode_all(
                 "worker": part.stats.worker,
             }
         )
+
+    parts = runner.run(jobs, on_result, verify)
     tele.on_event(
         {
             "event": "S1_MERGE",
             "at": rfc3339_utc(),
             "parts": len(parts),
-            "rows": sum(p.rows for p in parts),
-            "bytes": sum(p.bytes for p in parts),
+            "rows": sum(p.rows for p in parts.values()),
+            "bytes": sum(p.bytes for p in parts.values()),
             "seconds": round(time.perf_counter() - t0, 6),
         }
     )
-    return sorted(parts, key=lambda p: p.part_index)
+    return [parts[t.part_index] for t in tasks]

@@ -6,6 +6,7 @@ measure their own time, CPU and the worker's peak RSS for the run's PAT counters
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from tileindex import kernel, legacy
+from tileindex import faults, kernel, legacy
 from tileindex.errors import ConfigError, DuplicateTileError
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import CellRuns, Grid, Window
@@ -98,9 +99,11 @@ def mask_unit(
     predicate: str,
     engine: str,
     chunk_size: int,
+    attempt: int = 1,
 ) -> UnitResult:
     """Mask every ``chunk_size`` x ``chunk_size`` chunk of the unit and merge the runs."""
     t0, cpu0 = time.perf_counter(), time.process_time()
+    faults.before("unit", unit.unit_id, attempt)
     mask = get_engine(engine)
     geom = _cached(token, country)
     results = [
@@ -148,9 +151,13 @@ def _check_disjoint(code: str, row: IntArray, col0: IntArray, col1: IntArray) ->
 
 @dataclass(frozen=True)
 class PartResult:
+    """A written part of both datasets; ``sha256`` maps dataset name to the file's digest
+    as written, so the parent can detect a file corrupted before it is published."""
+
     part_index: int
     rows: int
     bytes: int
+    sha256: dict[str, str]
     stats: WorkerStats
 
 
@@ -166,6 +173,7 @@ def encode_part(
     staging: Path,
     rows_per_row_group: int,
     row_groups_per_file: int,
+    attempt: int = 1,
 ) -> PartResult:
     """Expand the runs of one part's row range and write that part of both datasets.
 
@@ -173,6 +181,7 @@ def encode_part(
     each part on its own gives the bytes one streaming writer would write.
     """
     t0, cpu0 = time.perf_counter(), time.process_time()
+    faults.before("part", task.part_index, attempt)
     scratch = staging / "tasks" / f"{task.part_index:05d}"
     if scratch.exists():  # left by an earlier attempt of this task
         shutil.rmtree(scratch)
@@ -187,10 +196,23 @@ def encode_part(
             ):
                 writer.write(*pair)
     size = 0
+    digests = {}
     for name in DATASETS:
         (written,) = writer.files[name]
         final = staging / name / part_name(task.part_index)
         size += written.stat().st_size
+        digests[name] = sha256_file(written)
         os.replace(written, final)
     shutil.rmtree(scratch)
-    return PartResult(task.part_index, writer.rows_written, size, _stats(t0, cpu0))
+    faults.corrupt_after_write(
+        task.part_index, attempt, staging / "tile_index" / part_name(task.part_index)
+    )
+    return PartResult(task.part_index, writer.rows_written, size, digests, _stats(t0, cpu0))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,5 @@
+"""``python -m tileindex``: the command line."""
+
+from tileindex.cli import main
+
+main()
