@@ -108,6 +108,7 @@ class _Options:
     chunk_size: int
     workers: int | None
     executor: str | None
+    scheduler: str | None
     rows_per_row_group: int
     row_groups_per_file: int
 
@@ -123,6 +124,7 @@ def build(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     workers: int | None = 1,
     executor: str | None = None,
+    scheduler: str | None = None,
     parameter_hash: str | None = None,
     dictionary: str | Path | None = None,
     telemetry: Telemetry | None = None,
@@ -132,9 +134,11 @@ def build(
     """Build and publish the tile index of every country in the ISO list (SPEC §1).
 
     ``workers`` None uses every core; ``executor`` None picks ``serial`` for one worker
-    and ``process`` otherwise. The published bytes do not depend on either, nor on
-    ``chunk_size``. ``rows_per_row_group`` and ``row_groups_per_file`` set the part
-    file layout; they change the bytes, so keep the defaults unless you know why.
+    and ``process`` otherwise; ``executor="dask"`` runs on the dask scheduler at
+    ``scheduler``, or on a LocalCluster of ``workers`` processes when it is None. The
+    published bytes depend on none of these, nor on ``chunk_size``.
+    ``rows_per_row_group`` and ``row_groups_per_file`` set the part file layout; they
+    change the bytes, so keep the defaults unless you know why.
     Raises a :class:`~tileindex.errors.TileIndexError` subclass on any
     problem; nothing is published then, and an ``S1_ERROR`` event is written to the
     event log when the parameter hash is known.
@@ -153,7 +157,14 @@ def build(
     if rows_per_row_group < 1 or row_groups_per_file < 1:
         raise ConfigError("rows_per_row_group and row_groups_per_file must be positive")
     options = _Options(
-        predicate, engine, chunk_size, workers, executor, rows_per_row_group, row_groups_per_file
+        predicate,
+        engine,
+        chunk_size,
+        workers,
+        executor,
+        scheduler,
+        rows_per_row_group,
+        row_groups_per_file,
     )
 
     phash = parameter_hash
@@ -220,8 +231,18 @@ def _run(
     stage = staging_dir(out, phash)
     worker_stats: list[WorkerStats] = []
     try:
-        with TaskRunner(options.executor, options.workers) as runner:
+        with TaskRunner(options.executor, options.workers, scheduler=options.scheduler) as runner:
             n_workers = runner.workers
+            if runner.dashboard_link:
+                tele.on_event(
+                    {
+                        "event": "S1_EXECUTOR",
+                        "at": rfc3339_utc(),
+                        "executor": "dask",
+                        "workers": n_workers,
+                        "dashboard": runner.dashboard_link,
+                    }
+                )
             results = _mask_all(runner, grid, units, geometries, options, phash, tele, worker_stats)
             summaries = _summaries(codes, geometries, units, results, grid.ncols)
             for summary in summaries:

@@ -108,7 +108,12 @@ class ProgressTelemetry:
         self._countries += 1
 
     def on_event(self, event: Mapping[str, Any]) -> None:
-        pass
+        if event.get("event") == "S1_EXECUTOR":
+            msg = f"dask cluster with {event['workers']} workers; dashboard: {event['dashboard']}"
+            if self._progress is not None:
+                self._progress.console.print(msg)
+            else:
+                click.echo(msg, err=True)
 
     def on_finish(self, report: Any) -> None:
         pass

@@ -76,7 +76,13 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     "--executor",
     type=click.Choice(EXECUTORS),
     default=None,
-    help="serial or process (default: serial for one worker, process otherwise).",
+    help="serial, process or dask (default: serial for one worker, process otherwise).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler address (with --executor dask; default: start a LocalCluster).",
 )
 @click.option(
     "--parameter-hash",
@@ -109,6 +115,7 @@ def build(
     chunk_size: int,
     workers: int | None,
     executor: str | None,
+    scheduler: str | None,
     parameter_hash: str | None,
     dictionary: Path | None,
     metrics_out: Path | None,
@@ -133,6 +140,7 @@ def build(
             chunk_size=chunk_size,
             workers=workers,
             executor=executor,
+            scheduler=scheduler,
             parameter_hash=parameter_hash,
             dictionary=dictionary,
             telemetry=tele,

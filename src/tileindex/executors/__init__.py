@@ -16,7 +16,7 @@ from tileindex.errors import ConfigError, DiskFullError, TileIndexError, WorkerE
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("serial", "process")
+EXECUTORS = ("serial", "process", "dask")
 
 
 class SerialExecutor(Executor):
@@ -35,13 +35,48 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def get_executor(name: str | None, workers: int | None) -> tuple[Executor, int]:
+class DaskExecutor(Executor):
+    """A dask.distributed cluster behind ``Executor.submit``: an existing scheduler at
+    ``address``, or a LocalCluster of ``workers`` single-threaded worker processes that
+    is closed again on shutdown. Workers must reach the output root (shared storage)."""
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        from dask.distributed import Client, LocalCluster
+
+        self._cluster = None
+        if address is None:
+            self._cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            )
+            self._client = Client(self._cluster)
+        else:
+            self._client = Client(address)
+        self.dashboard_link: str = self._client.dashboard_link
+        self.workers = len(self._client.scheduler_info()["workers"]) or workers
+        self._executor = self._client.get_executor(pure=False)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait and not cancel_futures)
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def get_executor(
+    name: str | None, workers: int | None, scheduler: str | None = None
+) -> tuple[Executor, int]:
     """An executor and the number of workers it uses. ``name`` None picks ``serial`` for
-    one worker and ``process`` otherwise; ``workers`` None means all cores."""
+    one worker and ``process`` otherwise; ``workers`` None means all cores;
+    ``scheduler`` is a dask scheduler address (``dask`` only)."""
     n = default_workers() if workers is None else workers
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"workers must be a positive number, got {workers!r}")
     chosen = name or ("serial" if n == 1 else "process")
+    if scheduler is not None and chosen != "dask":
+        raise ConfigError("a scheduler address needs --executor dask")
     if chosen == "serial":
         return SerialExecutor(), 1
     if chosen == "process":
@@ -49,6 +84,9 @@ def get_executor(name: str | None, workers: int | None) -> tuple[Executor, int]:
         return ProcessPoolExecutor(
             max_workers=n, mp_context=multiprocessing.get_context("spawn")
         ), n
+    if chosen == "dask":
+        pool = DaskExecutor(n, scheduler)
+        return pool, pool.workers
     raise ConfigError(f"unknown executor {chosen!r}; valid executors are {', '.join(EXECUTORS)}")
 
 
@@ -76,12 +114,23 @@ class TaskRunner:
     jobs run again, up to ``max_retries`` times.
     """
 
-    def __init__(self, name: str | None, workers: int | None, max_retries: int = MAX_RETRIES):
+    def __init__(
+        self,
+        name: str | None,
+        workers: int | None,
+        max_retries: int = MAX_RETRIES,
+        scheduler: str | None = None,
+    ):
         self._name = name
         self._workers = workers
+        self._scheduler = scheduler
         self._max_retries = max_retries
-        self._pool, self.workers = get_executor(name, workers)
+        self._pool, self.workers = get_executor(name, workers, scheduler)
         self.restarts = 0
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return getattr(self._pool, "dashboard_link", None)
 
     def __enter__(self) -> TaskRunner:
         return self
@@ -155,4 +204,4 @@ class TaskRunner:
             )
         log.warning("a worker process died; restarting the pool for %d jobs", len(pending))
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool, self.workers = get_executor(self._name, self._workers)
+        self._pool, self.workers = get_executor(self._name, self._workers, self._scheduler)

@@ -1,0 +1,68 @@
+"""The dask executor: a real LocalCluster with two worker processes publishes the bytes
+of a serial build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import shapely
+
+from tileindex.errors import ConfigError
+from tileindex.executors import get_executor
+from tileindex.pipeline import build
+
+from factories import make_inputs
+
+LAYOUT = {"rows_per_row_group": 400, "row_groups_per_file": 2}
+
+
+def test_dask_local_cluster_publishes_the_serial_bytes(tmp_path: Path) -> None:
+    inputs = make_inputs(
+        tmp_path,
+        {
+            "AA": [shapely.Polygon([(0, 0), (30, 2), (28, 25), (1, 20)])],
+            "FJ": [shapely.box(175, -20, 185, -12)],
+        },
+        ncols=720,
+        nrows=360,
+        transform=(0.5, 0.0, -180.0, 0.0, -0.5, 90.0),
+    )
+    serial = build(*inputs, tmp_path / "serial", predicate="any_overlap", **LAYOUT)
+    events = []
+
+    class Recorder:
+        def on_start(self, *a): ...
+        def on_unit_done(self, *a): ...
+        def on_country_done(self, *a): ...
+        def on_finish(self, *a): ...
+        def on_event(self, event):
+            events.append(event)
+
+    distributed = build(
+        *inputs,
+        tmp_path / "dask",
+        predicate="any_overlap",
+        executor="dask",
+        workers=2,
+        chunk_size=64,
+        telemetry=Recorder(),
+        **LAYOUT,
+    )
+    assert distributed.report.pat.workers_used == 2
+    assert (
+        distributed.report.determinism_receipt["sha256_hex"]
+        == serial.report.determinism_receipt["sha256_hex"]
+    )
+    assert distributed.summaries == serial.summaries
+    (executor,) = [e for e in events if e["event"] == "S1_EXECUTOR"]
+    assert executor["dashboard"].startswith("http")
+    assert distributed.report.pat.max_worker_rss_bytes > 0
+    # the units ran in the cluster's worker processes, not here
+    units = [e for e in events if e["event"] == "S1_UNIT"]
+    assert len({e["worker"] for e in units}) >= 1
+
+
+def test_a_scheduler_address_needs_the_dask_executor() -> None:
+    with pytest.raises(ConfigError, match="dask"):
+        get_executor("process", 2, scheduler="tcp://127.0.0.1:8786")
