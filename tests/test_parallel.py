@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
@@ -14,7 +15,16 @@ from tileindex.errors import ConfigError
 from tileindex.executors import SerialExecutor, get_executor
 from tileindex.grid import Window
 from tileindex.pipeline import build
-from tileindex.plan import execution_order, plan_parts, plan_units
+from tileindex.plan import (
+    MAX_CHUNK_ROWS,
+    MIN_CHUNK_ROWS,
+    PAIR_BUDGET,
+    ChunkShape,
+    adaptive_chunk,
+    execution_order,
+    plan_parts,
+    plan_units,
+)
 from tileindex.shards import DatasetWriter
 
 from factories import make_inputs
@@ -52,7 +62,7 @@ def _files(partition: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(partition.iterdir())}
 
 
-@pytest.mark.parametrize(("workers", "chunk_size"), [(2, 64), (3, 1024)])
+@pytest.mark.parametrize(("workers", "chunk_size"), [(2, 64), (3, 1024), (2, "auto")])
 def test_process_pool_publishes_the_serial_bytes(
     inputs, serial, tmp_path: Path, workers, chunk_size
 ) -> None:
@@ -103,7 +113,7 @@ def test_event_log_has_units_parts_and_merge(serial) -> None:
 
 def test_units_split_large_countries_in_row_order() -> None:
     windows = {"RU": [Window(0, 3000, 0, 40000)], "AA": [Window(10, 20, 5, 9)], "ZZ": []}
-    units = plan_units(windows, chunk_size=100, unit_cells=8_000_000)
+    units = plan_units(windows, 100, unit_cells=8_000_000)
     assert [u.country_iso for u in units][:1] == ["AA"]
     ru = [u for u in units if u.country_iso == "RU"]
     assert len(ru) == 15 and all(u.row_stop - u.row_start == 200 for u in ru)
@@ -111,6 +121,17 @@ def test_units_split_large_countries_in_row_order() -> None:
     assert [u.row_start for u in ru] == sorted(u.row_start for u in ru)
     heavy = execution_order(units)
     assert heavy[0].country_iso == "RU" and heavy[-1].country_iso == "AA"
+
+
+def test_adaptive_chunks_span_the_width_and_follow_the_boundary_density() -> None:
+    windows = [Window(0, 2000, 0, 30000), Window(0, 2000, 40000, 43000)]
+    few = adaptive_chunk(windows, np.zeros(10), np.full(10, 0.5), -0.01)
+    assert few == ChunkShape(rows=MAX_CHUNK_ROWS, cols=30000)
+    # a million segments, each spanning ~11 rows: the chunk shrinks to keep the budget
+    many = adaptive_chunk(windows, np.zeros(1_000_000), np.full(1_000_000, 0.1), -0.01)
+    per_row = 1_000_000 * 11 / 2000
+    assert many.rows == max(MIN_CHUNK_ROWS, int(PAIR_BUDGET / per_row))
+    assert MIN_CHUNK_ROWS <= many.rows < few.rows
 
 
 def test_part_plan_covers_the_rows_exactly() -> None:

@@ -38,7 +38,14 @@ from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
 from tileindex.metrics import RunMetrics
-from tileindex.plan import RunTable, WorkUnit, execution_order, plan_parts, plan_units
+from tileindex.plan import (
+    RunTable,
+    WorkUnit,
+    adaptive_chunk,
+    execution_order,
+    plan_parts,
+    plan_units,
+)
 from tileindex.report import (
     CountrySummary,
     PatCounters,
@@ -76,7 +83,7 @@ from tileindex.telemetry import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 1024
+DEFAULT_CHUNK_SIZE = "auto"
 ROWS_PER_ROW_GROUP = 1 << 20
 ROW_GROUPS_PER_FILE = 8
 # staging folders of dead processes older than this are removed at the next build
@@ -105,7 +112,7 @@ class BuildResult:
 class _Options:
     predicate: str
     engine: str
-    chunk_size: int
+    chunk_size: int | None  # None: adaptive
     workers: int | None
     executor: str | None
     scheduler: str | None
@@ -121,7 +128,7 @@ def build(
     *,
     predicate: str = "center",
     engine: str = "fast",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = DEFAULT_CHUNK_SIZE,
     workers: int | None = 1,
     executor: str | None = None,
     scheduler: str | None = None,
@@ -136,7 +143,8 @@ def build(
     ``workers`` None uses every core; ``executor`` None picks ``serial`` for one worker
     and ``process`` otherwise; ``executor="dask"`` runs on the dask scheduler at
     ``scheduler``, or on a LocalCluster of ``workers`` processes when it is None. The
-    published bytes depend on none of these, nor on ``chunk_size``.
+    published bytes depend on none of these, nor on ``chunk_size`` (cells per side of a
+    square chunk, or ``"auto"``: full-width chunks sized by the country's segments).
     ``rows_per_row_group`` and ``row_groups_per_file`` set the part file layout; they
     change the bytes, so keep the defaults unless you know why.
     Raises a :class:`~tileindex.errors.TileIndexError` subclass on any
@@ -148,8 +156,7 @@ def build(
     tele = telemetry or NullTelemetry()
     check_predicate(predicate)
     get_engine(engine)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigError(f"chunk size must be a positive number of cells, got {chunk_size!r}")
+    fixed_chunk = _chunk_option(chunk_size)
     if parameter_hash is not None:
         check_parameter_hash(parameter_hash)
     paths_dict = DatasetDictionary.load(dictionary)
@@ -159,7 +166,7 @@ def build(
     options = _Options(
         predicate,
         engine,
-        chunk_size,
+        fixed_chunk,
         workers,
         executor,
         scheduler,
@@ -224,7 +231,16 @@ def _run(
         for code in codes
     }
     windows = {code: _windows(grid, g) for code, g in geometries.items()}
-    units = plan_units(windows, options.chunk_size)
+    if options.chunk_size is not None:
+        units = plan_units(windows, options.chunk_size)
+    else:
+        shapes = {
+            code: adaptive_chunk(ws, g.edges.ymin, g.edges.ymax, grid.e)
+            for code, ws in windows.items()
+            if ws and (g := geometries[code]) is not None
+        }
+        units = plan_units({c: windows[c] for c in shapes}, shapes)
+    chunk_report = options.chunk_size or max((u.chunk.rows for u in units), default=0)
     tele.on_start(len(codes), len(units))
 
     cleanup_stale_staging(out, older_than_s=STALE_STAGING_SECONDS)
@@ -271,7 +287,7 @@ def _run(
                 [usage.open_files_peak or 0] + [s.open_files for s in worker_stats]
             ),
             workers_used=n_workers,
-            chunk_size=options.chunk_size,
+            chunk_size=chunk_report,
             main_rss_peak_bytes=usage.rss_peak_bytes,
         )
         report = RunReport(
@@ -284,7 +300,7 @@ def _run(
             determinism_receipt=receipt,
             pat=pat,
             engine=options.engine,
-            chunk_size=options.chunk_size,
+            chunk_size=chunk_report,
             started_at=rfc3339_utc(started),
             finished_at=rfc3339_utc(),
             outputs={k: str(v) for k, v in paths.items()},
@@ -334,6 +350,17 @@ def _run(
     )
 
 
+def _chunk_option(value: int | str) -> int | None:
+    """A fixed chunk side, or None for adaptive chunks (``"auto"``)."""
+    if value == "auto":
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"chunk size must be a positive number of cells or 'auto', got {value!r}")
+    return value
+
+
 def _windows(grid: Grid, geom: CountryGeometry | None) -> list[Window]:
     if geom is None or geom.is_empty:
         return []
@@ -364,7 +391,6 @@ def _mask_all(
             f"{unit.country_iso}:{phash}",
             options.predicate,
             options.engine,
-            options.chunk_size,
         )
         label = f"unit {unit.unit_id} ({unit.country_iso} rows {unit.row_start}-{unit.row_stop})"
         jobs.append(Job(unit.unit_id, mask_unit, args, label))

@@ -15,15 +15,49 @@ from tileindex.grid import Window
 # the largest country splits into several units and the run's tail stays short.
 DEFAULT_UNIT_CELLS = 16 * 1024 * 1024
 
+# Adaptive chunks: the kernel's memory and time grow with the (segment, row) crossing
+# pairs of a chunk, not with its area, and splitting a row into column chunks repeats
+# the work of every segment west of each split. So an adaptive chunk spans the whole
+# window width and as many rows as keep the expected pairs under the budget.
+PAIR_BUDGET = 2_000_000
+MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 16, 1024
+
+
+@dataclass(frozen=True)
+class ChunkShape:
+    rows: int
+    cols: int
+
+
+def adaptive_chunk(
+    windows: Sequence[Window],
+    edge_ymin: npt.NDArray[np.float64],
+    edge_ymax: npt.NDArray[np.float64],
+    row_height: float,
+) -> ChunkShape:
+    """Rows for about ``PAIR_BUDGET`` crossing pairs per chunk, the full window width.
+
+    A country with few, short segments (an island) gets tall chunks and a dense coast
+    short ones, so memory stays bounded by the budget, not by the window.
+    """
+    height = windows[0].height
+    width = max(w.width for w in windows)
+    pairs = float(((edge_ymax - edge_ymin) / abs(row_height) + 1.0).sum())
+    per_row = max(pairs / max(height, 1), 1.0)
+    rows = int(np.clip(PAIR_BUDGET / per_row, MIN_CHUNK_ROWS, MAX_CHUNK_ROWS))
+    return ChunkShape(rows=rows, cols=width)
+
 
 @dataclass(frozen=True)
 class WorkUnit:
     """Rows [row_start, row_stop) of one country's windows; ``unit_id`` is its position in
-    the (country_iso, row_start) order, which is also the order of its rows in the output."""
+    the (country_iso, row_start) order, which is also the order of its rows in the output.
+    ``chunk`` is the shape of the chunks the kernel is called on."""
 
     unit_id: int
     country_iso: str
     windows: tuple[Window, ...]
+    chunk: ChunkShape
 
     @property
     def row_start(self) -> int:
@@ -40,24 +74,26 @@ class WorkUnit:
 
 def plan_units(
     windows_by_code: Mapping[str, Sequence[Window]],
-    chunk_size: int,
+    chunks: int | Mapping[str, ChunkShape],
     unit_cells: int = DEFAULT_UNIT_CELLS,
 ) -> list[WorkUnit]:
-    """Split every country's windows into row blocks (a multiple of ``chunk_size`` rows,
-    at least one) of about ``unit_cells`` cells. Countries in ASCII order of code."""
+    """Split every country's windows into row blocks (a multiple of the chunk height, at
+    least one chunk) of about ``unit_cells`` cells. Countries in ASCII order of code.
+    ``chunks`` is a fixed chunk side or a chunk shape per country."""
     units: list[WorkUnit] = []
     for code in sorted(windows_by_code):
         windows = list(windows_by_code[code])
         if not windows:
             continue
+        chunk = ChunkShape(chunks, chunks) if isinstance(chunks, int) else chunks[code]
         r0, r1 = windows[0].row_start, windows[0].row_stop
         width = sum(w.width for w in windows)
-        bands = max(1, unit_cells // max(1, chunk_size * width))
-        step = bands * chunk_size
+        bands = max(1, unit_cells // max(1, chunk.rows * width))
+        step = bands * chunk.rows
         for r in range(r0, r1, step):
             stop = min(r + step, r1)
             block = tuple(Window(r, stop, w.col_start, w.col_stop) for w in windows)
-            units.append(WorkUnit(len(units), code, block))
+            units.append(WorkUnit(len(units), code, block, chunk))
     return units
 
 

@@ -98,24 +98,24 @@ def mask_unit(
     token: str,
     predicate: str,
     engine: str,
-    chunk_size: int,
     attempt: int = 1,
 ) -> UnitResult:
-    """Mask every ``chunk_size`` x ``chunk_size`` chunk of the unit and merge the runs."""
+    """Mask every chunk (``unit.chunk``) of the unit and merge the runs."""
     t0, cpu0 = time.perf_counter(), time.process_time()
     faults.before("unit", unit.unit_id, attempt)
     mask = get_engine(engine)
     geom = _cached(token, country)
+    rows, cols = unit.chunk.rows, unit.chunk.cols
     results = [
         mask(
             grid,
-            Window(r, min(r + chunk_size, w.row_stop), c, min(c + chunk_size, w.col_stop)),
+            Window(r, min(r + rows, w.row_stop), c, min(c + cols, w.col_stop)),
             geom,
             predicate,
         )
-        for r in range(unit.row_start, unit.row_stop, chunk_size)
+        for r in range(unit.row_start, unit.row_stop, rows)
         for w in unit.windows
-        for c in range(w.col_start, w.col_stop, chunk_size)
+        for c in range(w.col_start, w.col_stop, cols)
     ]
     row = np.concatenate([x.row for x in results])
     col0 = np.concatenate([x.col0 for x in results])

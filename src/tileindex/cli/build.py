@@ -61,10 +61,13 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--chunk-size",
-    type=int,
     default=DEFAULT_CHUNK_SIZE,
     show_default=True,
-    help="Cells per side of a work chunk (memory is bounded by it; output does not depend on it).",
+    metavar="N|auto",
+    help=(
+        "Cells per side of a work chunk, or auto: full-width chunks sized by each "
+        "country's boundary. Memory is bounded by it; the output does not depend on it."
+    ),
 )
 @click.option(
     "--workers",
@@ -112,7 +115,7 @@ def build(
     out: Path,
     predicate: str,
     engine: str,
-    chunk_size: int,
+    chunk_size: str,
     workers: int | None,
     executor: str | None,
     scheduler: str | None,
