@@ -22,6 +22,7 @@ class RunMetrics:
     unit_seconds: tuple[float, ...]
     shard_flush_seconds: tuple[float, ...]
     worker_rss_bytes: Mapping[str, int]
+    cache_hits: int = 0
 
     @property
     def tiles_per_second(self) -> float:
@@ -45,6 +46,9 @@ class RunMetrics:
             "# HELP tileindex_units_total Work units (country x row block) masked.",
             "# TYPE tileindex_units_total counter",
             f"tileindex_units_total{{{labels}}} {self.units_total}",
+            "# HELP tileindex_mask_cache_hits_total Units whose masks came from the cache.",
+            "# TYPE tileindex_mask_cache_hits_total counter",
+            f"tileindex_mask_cache_hits_total{{{labels}}} {self.cache_hits}",
         ]
         lines += _histogram(
             "tileindex_unit_seconds", "Seconds to mask one work unit.", self.unit_seconds, labels

@@ -10,6 +10,7 @@ ranges of that order, each encoded on its own by any worker.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from tileindex.cache import MaskCache
 from tileindex.contract import (
     DatasetDictionary,
     check_parameter_hash,
@@ -116,6 +118,7 @@ class _Options:
     workers: int | None
     executor: str | None
     scheduler: str | None
+    cache_dir: str | None
     rows_per_row_group: int
     row_groups_per_file: int
 
@@ -132,6 +135,7 @@ def build(
     workers: int | None = 1,
     executor: str | None = None,
     scheduler: str | None = None,
+    cache_dir: str | Path | None = None,
     parameter_hash: str | None = None,
     dictionary: str | Path | None = None,
     telemetry: Telemetry | None = None,
@@ -143,6 +147,7 @@ def build(
     ``workers`` None uses every core; ``executor`` None picks ``serial`` for one worker
     and ``process`` otherwise; ``executor="dask"`` runs on the dask scheduler at
     ``scheduler``, or on a LocalCluster of ``workers`` processes when it is None. The
+    ``cache_dir`` keeps the masked units on disk (see :mod:`tileindex.cache`). The
     published bytes depend on none of these, nor on ``chunk_size`` (cells per side of a
     square chunk, or ``"auto"``: full-width chunks sized by the country's segments).
     ``rows_per_row_group`` and ``row_groups_per_file`` set the part file layout; they
@@ -170,6 +175,7 @@ def build(
         workers,
         executor,
         scheduler,
+        str(cache_dir) if cache_dir is not None else None,
         rows_per_row_group,
         row_groups_per_file,
     )
@@ -322,6 +328,8 @@ def _run(
         write_json_atomic(paths["run_report"], report.to_json())
     else:
         log.info("partition %s already published with identical bytes", paths["tile_index"])
+    if options.cache_dir is not None:
+        MaskCache(Path(options.cache_dir)).evict()
     tele.on_finish(report)
     rss: dict[str, int] = {}
     for st in worker_stats:
@@ -333,6 +341,7 @@ def _run(
         seconds=usage.wall_seconds,
         units_total=len(units),
         unit_seconds=tuple(r.stats.seconds for r in results),
+        cache_hits=sum(1 for r in results if r.cached),
         shard_flush_seconds=tuple(p.stats.seconds for p in parts),
         worker_rss_bytes=rss,
     )
@@ -348,6 +357,12 @@ def _run(
         summaries=tuple(summaries),
         metrics=metrics,
     )
+
+
+def geometry_digest(country: CountryGeometry) -> str:
+    """SHA-256 of the country's normalised geometry (WKB), code included."""
+    wkb = shapely.to_wkb(country.geom, byte_order=1, output_dimension=2)
+    return hashlib.sha256(country.iso.encode() + b"\0" + wkb).hexdigest()
 
 
 def _chunk_option(value: int | str) -> int | None:
@@ -378,6 +393,7 @@ def _mask_all(
     worker_stats: list[WorkerStats],
 ) -> list[UnitResult]:
     """Run every unit, heaviest first; results come back in unit id order."""
+    digests = {code: geometry_digest(g) for code, g in geometries.items() if g is not None}
     left = Counter(u.country_iso for u in units)
     done: dict[str, list[UnitResult]] = {}
     jobs = []
@@ -388,9 +404,10 @@ def _mask_all(
             grid,
             unit,
             geom,
-            f"{unit.country_iso}:{phash}",
+            digests[unit.country_iso],
             options.predicate,
             options.engine,
+            options.cache_dir,
         )
         label = f"unit {unit.unit_id} ({unit.country_iso} rows {unit.row_start}-{unit.row_stop})"
         jobs.append(Job(unit.unit_id, mask_unit, args, label))

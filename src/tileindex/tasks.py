@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tileindex import faults, kernel, legacy
+from tileindex.cache import CachedUnit, MaskCache, unit_key
 from tileindex.errors import ConfigError, DuplicateTileError
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import CellRuns, Grid, Window
@@ -76,6 +77,7 @@ class UnitResult:
     cells_included: int
     cells_excluded_hole: int
     stats: WorkerStats
+    cached: bool = False
 
 
 # the last few countries' prepared geometries, so a worker builds GEOS indexes once per
@@ -98,11 +100,32 @@ def mask_unit(
     token: str,
     predicate: str,
     engine: str,
+    cache_dir: str | None = None,
     attempt: int = 1,
 ) -> UnitResult:
-    """Mask every chunk (``unit.chunk``) of the unit and merge the runs."""
+    """Mask every chunk (``unit.chunk``) of the unit and merge the runs.
+
+    ``token`` identifies the country geometry (its digest); with ``cache_dir`` the runs
+    are looked up in, and stored to, the mask cache under a key built from it.
+    """
     t0, cpu0 = time.perf_counter(), time.process_time()
     faults.before("unit", unit.unit_id, attempt)
+    cache = MaskCache(Path(cache_dir)) if cache_dir else None
+    key = unit_key(token, grid, predicate, unit.windows) if cache else ""
+    hit = cache.get(key) if cache else None
+    if hit is not None:
+        return UnitResult(
+            unit_id=unit.unit_id,
+            country_iso=unit.country_iso,
+            row=hit.row,
+            col0=hit.col0,
+            col1=hit.col1,
+            cells_visited=hit.cells_visited,
+            cells_included=hit.cells_included,
+            cells_excluded_hole=hit.cells_excluded_hole,
+            stats=_stats(t0, cpu0),
+            cached=True,
+        )
     mask = get_engine(engine)
     geom = _cached(token, country)
     rows, cols = unit.chunk.rows, unit.chunk.cols
@@ -123,15 +146,20 @@ def mask_unit(
     order = np.lexsort((col0, row))
     row, col0, col1 = row[order], col0[order], col1[order]
     _check_disjoint(unit.country_iso, row, col0, col1)
+    visited = sum(x.cells_visited for x in results)
+    included = sum(x.cells_included for x in results)
+    hole = sum(x.cells_excluded_hole for x in results)
+    if cache is not None:
+        cache.put(key, CachedUnit(row, col0, col1, visited, included, hole))
     return UnitResult(
         unit_id=unit.unit_id,
         country_iso=unit.country_iso,
         row=row,
         col0=col0,
         col1=col1,
-        cells_visited=sum(x.cells_visited for x in results),
-        cells_included=sum(x.cells_included for x in results),
-        cells_excluded_hole=sum(x.cells_excluded_hole for x in results),
+        cells_visited=visited,
+        cells_included=included,
+        cells_excluded_hole=hole,
         stats=_stats(t0, cpu0),
     )
 

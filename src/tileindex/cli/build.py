@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tileindex.cache import default_cache_dir
 from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
 from tileindex.contract import PREDICATES
 from tileindex.executors import EXECUTORS
@@ -88,6 +89,13 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="Dask scheduler address (with --executor dask; default: start a LocalCluster).",
 )
 @click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Mask cache folder (default: $TILEINDEX_CACHE_DIR or ~/.cache/tileindex/masks).",
+)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the mask cache.")
+@click.option(
     "--parameter-hash",
     default=None,
     help=(
@@ -119,6 +127,8 @@ def build(
     workers: int | None,
     executor: str | None,
     scheduler: str | None,
+    cache_dir: Path | None,
+    no_cache: bool,
     parameter_hash: str | None,
     dictionary: Path | None,
     metrics_out: Path | None,
@@ -144,6 +154,7 @@ def build(
             workers=workers,
             executor=executor,
             scheduler=scheduler,
+            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
             parameter_hash=parameter_hash,
             dictionary=dictionary,
             telemetry=tele,

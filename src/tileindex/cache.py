@@ -1,0 +1,142 @@
+"""On-disk cache of masked units: run-length masks keyed by what determines them.
+
+A unit's runs depend only on the country geometry, the grid, the predicate and the
+unit's windows (and the kernel's exactness contract) — not on the parameter hash, the
+output root or the worker. A rebuild that changes only unrelated parameters (a new
+parameter hash from an orchestrator) reuses them instead of recomputing exact boundary
+decisions. Entries are checksummed; a corrupt entry is deleted and recomputed. The
+cache is bounded in bytes; the least recently used entries go first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from tileindex.grid import Grid, Window
+
+log = logging.getLogger(__name__)
+
+# bump when a change to the engines could change any unit's cells
+CACHE_FORMAT = "tileindex-mask-cache/1"
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+IntArray = npt.NDArray[np.int64]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("TILEINDEX_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tileindex" / "masks"
+
+
+def unit_key(geometry_digest: str, grid: Grid, predicate: str, windows: Sequence[Window]) -> str:
+    doc = {
+        "format": CACHE_FORMAT,
+        "geometry": geometry_digest,
+        "grid": grid.to_json(),
+        "predicate": predicate,
+        "windows": [[w.row_start, w.row_stop, w.col_start, w.col_stop] for w in windows],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class CachedUnit:
+    row: IntArray
+    col0: IntArray
+    col1: IntArray
+    cells_visited: int
+    cells_included: int
+    cells_excluded_hole: int
+
+
+def _digest(arrays: Sequence[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+class MaskCache:
+    """A folder of ``<key>.npz`` entries (see module doc)."""
+
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> CachedUnit | None:
+        path = self._path(key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = [z["row"], z["col0"], z["col1"], z["counts"]]
+                stored = str(z["sha256"])
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a torn or tampered file: recompute
+            log.warning("mask cache entry %s unreadable (%s); recomputing", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        if _digest(arrays) != stored:
+            log.warning("mask cache entry %s fails its checksum; recomputing", path)
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # recently used
+        row, col0, col1, counts = arrays
+        return CachedUnit(row, col0, col1, int(counts[0]), int(counts[1]), int(counts[2]))
+
+    def put(self, key: str, unit: CachedUnit) -> None:
+        counts = np.array(
+            [unit.cells_visited, unit.cells_included, unit.cells_excluded_hole], dtype=np.int64
+        )
+        arrays = [unit.row, unit.col0, unit.col1, counts]
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            row=arrays[0],
+            col0=arrays[1],
+            col1=arrays[2],
+            counts=counts,
+            sha256=np.array(_digest(arrays)),
+        )
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob("*/*.npz"))
+
+    def evict(self) -> int:
+        """Remove least recently used entries until the cache fits; returns how many."""
+        entries = []
+        for p in self.root.glob("*/*.npz"):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, p.name, st.st_size, p))
+        total = sum(e[2] for e in entries)
+        removed = 0
+        for _, _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
