@@ -36,6 +36,7 @@ def run_demo(
     resolution_arcsec: float = 30.0,
     predicate: str = "center",
     workers: int | None = None,
+    cache_dir: Path | None = None,
     telemetry: Telemetry | None = None,
     say: Callable[[str], None] = log.info,
 ) -> DemoResult:
@@ -57,11 +58,12 @@ def run_demo(
         Path(out) / "out",
         predicate=predicate,
         workers=workers,
+        cache_dir=cache_dir,
         telemetry=telemetry,
     )
     png = result.paths["run_report"].parent / "preview.png"
     say(f"drawing the preview map {png} ...")
-    render_preview(Path(out) / "out", png, parameter_hash=result.parameter_hash)
+    render_preview(Path(out) / "out", png, parameter_hash=result.parameter_hash, overwrite=True)
     largest = heapq.nlargest(
         10, ((s.country_iso, s.cells_included) for s in result.summaries), key=lambda t: t[1]
     )

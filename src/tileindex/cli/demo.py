@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tileindex.cache import default_cache_dir
 from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
 from tileindex.contract import PREDICATES
 from tileindex.demo import DEFAULT_DEMO_DIR, run_demo
@@ -35,8 +36,11 @@ from tileindex.demo import DEFAULT_DEMO_DIR, run_demo
     default=None,
     help="Worker processes (default: all cores; 1 runs in this process).",
 )
+@click.option("--no-cache", is_flag=True, help="Do not read or write the mask cache.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
-def demo(out: Path, resolution: float, predicate: str, workers: int | None, quiet: bool) -> None:
+def demo(
+    out: Path, resolution: float, predicate: str, workers: int | None, no_cache: bool, quiet: bool
+) -> None:
     """Build the tile index of the whole world from real borders and draw it.
 
     Prepares the ISO list (pycountry), the Natural Earth 1:10m countries and the
@@ -51,6 +55,7 @@ def demo(out: Path, resolution: float, predicate: str, workers: int | None, quie
             resolution_arcsec=resolution,
             predicate=predicate,
             workers=workers,
+            cache_dir=None if no_cache else default_cache_dir(),
             telemetry=tele,
             say=lambda msg: console.print(msg) if not quiet else None,
         )
