@@ -208,16 +208,14 @@ class CountryGeometry:
 class ExactIndex:
     """GEOS structures for the exact decisions, built once per country.
 
-    ``shells[i]`` is part i's exterior as a hole-free polygon, ``holes[i]`` its holes as
-    one (possibly empty) multipolygon; ``segments`` are the boundary segments.
+    ``geom`` is the prepared country geometry; ``shells[i]`` is part i's exterior as a
+    hole-free polygon, ``holes[i]`` its holes as one (possibly empty) multipolygon.
     """
 
     geom: BaseGeometry
     shells: npt.NDArray[np.object_]
     holes: npt.NDArray[np.object_]
     shell_tree: shapely.STRtree
-    segments: npt.NDArray[np.object_]
-    segment_tree: shapely.STRtree
 
     @classmethod
     def build(cls, country: CountryGeometry) -> ExactIndex:
@@ -233,9 +231,4 @@ class ExactIndex:
         )
         shapely.prepare(shells)
         shapely.prepare(holes)
-        e = country.edges
-        coords = np.stack([np.stack([e.x1, e.y1], 1), np.stack([e.x2, e.y2], 1)], 1)
-        segments = shapely.linestrings(coords) if len(e) else np.empty(0, dtype=object)
-        return cls(
-            geom, shells, holes, shapely.STRtree(shells), segments, shapely.STRtree(segments)
-        )
+        return cls(geom, shells, holes, shapely.STRtree(shells))
