@@ -314,24 +314,29 @@ def _segment(
         np.searchsorted(bx1, np.minimum(xa, xb) - seps, side="left"),  # first box with x1 >= lo
         np.searchsorted(bx0, np.maximum(xa, xb) + seps, side="right"),  # boxes with x0 <= hi
     )
-    cand = np.unique(lay.key(sr[ci], ck))
-    cand = cand[~inside.contains(cand)]
+    keys = lay.key(sr[ci], ck)
 
-    # proof of a boundary point inside the open box: a centre-line crossing strictly
-    # inside it by more than the rounding band, or a horizontal segment on the centre line
-    sloped = ~horizontal & rows.strict[r]
-    j = np.searchsorted(bx0, (xc - eps)[sloped], side="left") - 1
-    rr, xcs, es = r[sloped], xc[sloped], eps[sloped]
-    ok = (j >= 0) & (j < n)
-    rr, j, xcs, es = rr[ok], j[ok], xcs[ok], es[ok]
-    strictly = (bx0[j] < xcs - es) & (xcs + es < bx1[j])
-    flat_line = horizontal & rows.strict[r]
-    fi, fk = _expand(
-        np.searchsorted(bx1, np.minimum(x1, x2)[flat_line], side="right"),  # x1 > min
-        np.searchsorted(bx0, np.maximum(x1, x2)[flat_line], side="left"),  # x0 < max
+    # proof that segment si passes through the open box of piece ck: it has points
+    # inside the open strip, over the y-interval (ya, yb), where its x covers the
+    # interval (lo, hi) -- computed within seps -- and that interval overlaps the open
+    # box by more than the rounding. Vertical and horizontal segments need no
+    # arithmetic and are compared exactly.
+    lo, hi = np.minimum(xa, xb)[ci], np.maximum(xa, xb)[ci]
+    b0, b1, m = bx0[ck], bx1[ck], seps[ci]
+    in_strip = np.where(flat, (rows.south[sr] < sy1) & (sy1 < rows.north[sr]), ya < yb)[ci]
+    overlap = np.where(
+        (sx1 == sx2)[ci],
+        (b0 < lo) & (lo < b1),
+        np.where(
+            flat[ci],
+            np.maximum(lo, b0) < np.minimum(hi, b1),
+            np.maximum(lo, b0) + m < np.minimum(hi, b1) - m,
+        ),
     )
-    proof = np.union1d(lay.key(rr[strictly], j[strictly]), lay.key(r[flat_line][fi], fk))
-    proven = np.isin(cand, proof, assume_unique=True)
+    through = in_strip & overlap
+    cand = np.unique(keys)
+    cand = cand[~inside.contains(cand)]
+    proven = np.isin(cand, keys[through])
     todo = cand[~proven]
     decided = np.zeros(todo.size, dtype=bool)
     if todo.size:
