@@ -37,8 +37,9 @@ questions about where the test point and the box lie relative to the boundary of
   included iff its test point is interior (as above, with ``contains`` for band points),
   or a boundary segment meets the open box. Which boxes the boundary can meet at all
   is bounded conservatively per row strip (each segment's x-range inside the strip,
-  widened by EPS); among those, a crossing of the row's centre line that lies strictly
-  inside the box by more than EPS is proof of a boundary point in B; the rest are
+  widened by EPS); among those, a segment that has points inside the open strip and
+  whose x-span there overlaps the open box by more than EPS is proof of a boundary
+  point in B (vertical and horizontal segments are compared exactly); the rest are
   decided by GEOS itself: ``relate(G, box) = 'T********'`` on the prepared, unclipped
   country geometry, the predicate's own definition (and the legacy engine's test).
 

@@ -114,12 +114,12 @@ def summary(result: ValidationResult) -> str:
         f"{st.get('countries', 0)} countries ({st.get('countries_with_rows', 0)} with rows)",
         f"  checks      {run} run, {run - failed} passed, {failed} failed",
     ]
-    for how in ("recount", "full"):
+    for how in ("recount", "legacy_full"):
         info = st.get(how)
         if info:
             bad = info["mismatched"]
             lines.append(
-                f"  {how:<11} {info['countries']} countries by {info['method']}: "
+                f"  {how.replace('_', ' '):<11} {info['countries']} countries by {info['method']}: "
                 + (f"{len(bad)} differ ({' '.join(bad[:10])})" if bad else "all agree")
             )
     wins = st.get("sampled_windows", [])
