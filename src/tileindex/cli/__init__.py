@@ -25,12 +25,14 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from tileindex.cli import build, demo, prepare, preview
+    from tileindex.cli import build, demo, parity, prepare, preview, validate
 
     main.add_command(build.build)
     main.add_command(demo.demo)
+    main.add_command(parity.parity)
     main.add_command(prepare.prepare)
     main.add_command(preview.preview)
+    main.add_command(validate.validate)
 
 
 _register()

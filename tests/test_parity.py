@@ -1,0 +1,104 @@
+"""Parity of the fast kernel with the legacy engine on sampled windows of real-shaped
+countries; a deliberately wrong engine is caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+
+from tileindex import kernel, legacy
+from tileindex.errors import ConfigError, InputError
+from tileindex.geometry import CountryGeometry
+from tileindex.grid import CellRuns, Grid, Window
+from tileindex.parity import run_parity
+
+from factories import make_inputs
+
+TRANSFORM = (0.5, 0.0, -180.25, 0.0, -0.5, 60.0)
+COUNTRIES = {
+    "AA": [
+        shapely.Polygon(
+            [(0, 0), (30, 0), (30, 20), (0, 20)], [[(10, 5), (10, 10), (15, 10), (15, 5)]]
+        )
+    ],
+    "BB": [shapely.box(10, 5, 15, 10)],
+    "FJ": [shapely.Polygon([(177, -18), (182.3, -18), (182.3, -15.1), (177, -15.1)])],
+    "CC": [shapely.box(-60, 30, -50, 40), shapely.box(-50, 30, -49.9, 35)],
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("parity")
+    return make_inputs(folder, COUNTRIES, ncols=720, nrows=200, transform=TRANSFORM)
+
+
+def test_engines_agree_on_every_window(inputs) -> None:
+    result = run_parity(*inputs, ["AA", "BB", "CC", "FJ"], window=16, samples=3)
+    assert result.ok
+    assert len(result.windows) == 4 * 3 * 2
+    for w in result.windows:
+        assert w.equal and w.fast_count == w.reference_count
+        assert w.fast_sha256 == w.reference_sha256 and len(w.fast_sha256) == 64
+        assert w.row_stop - w.row_start == 16 and w.col_stop - w.col_start == 16
+    # boundary windows see both included and excluded cells
+    assert any(0 < w.fast_count < 256 for w in result.windows)
+    assert result.settings["fast"] == "tileindex.kernel.mask_chunk"
+    assert result.settings["reference"] == "tileindex.legacy.mask_chunk"
+
+
+def test_windows_depend_on_seed_and_code_only(inputs) -> None:
+    def windows(codes: list[str], seed: int) -> list[tuple[str, int, int]]:
+        result = run_parity(*inputs, codes, window=8, samples=3, seed=seed, predicates=["center"])
+        return [(w.country_iso, w.row_start, w.col_start) for w in result.windows]
+
+    alone = windows(["BB"], 1)
+    assert alone == windows(["BB"], 1)
+    assert alone == [w for w in windows(["AA", "BB"], 1) if w[0] == "BB"]
+    assert alone != windows(["BB"], 2)
+
+
+def _drops_a_cell(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> CellRuns:
+    """The kernel, but the first included cell of every window is lost."""
+    runs = kernel.mask_chunk(grid, window, country, predicate)
+    mask = runs.to_mask()
+    hit = np.argwhere(mask)
+    if hit.size:
+        mask[tuple(hit[0])] = False
+    return CellRuns.from_mask(window, mask, np.zeros_like(mask))
+
+
+def test_a_wrong_engine_is_reported(inputs) -> None:
+    result = run_parity(*inputs, ["AA"], window=16, samples=2, fast=_drops_a_cell)
+    assert not result.ok
+    bad = [w for w in result.windows if not w.equal]
+    assert bad and all(len(w.only_reference) == 1 and not w.only_fast for w in bad)
+    assert all(w.fast_count == w.reference_count - 1 for w in bad)
+    assert result.settings["fast"].endswith("_drops_a_cell")
+
+
+def test_the_reference_can_be_replaced_too(inputs) -> None:
+    centre_only = lambda g, w, c, p: legacy.mask_chunk(g, w, c, "center")  # noqa: E731
+    result = run_parity(
+        *inputs, ["FJ"], window=16, samples=3, predicates=["any_overlap"], reference=centre_only
+    )
+    assert not result.ok  # FJ's east edge, -177.7, overlaps cells whose centres it misses
+    assert any(w.only_fast for w in result.windows)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"codes": ["XX"]}, InputError, "'XX' have no polygons"),
+        ({"codes": []}, ConfigError, "no country codes"),
+        ({"codes": ["AA"], "window": 0}, ConfigError, "window"),
+        ({"codes": ["AA"], "predicates": ["centre"]}, Exception, "centre"),
+    ],
+)
+def test_bad_arguments_are_refused(inputs, kwargs, error, words) -> None:
+    codes = kwargs.pop("codes")
+    with pytest.raises(error, match=words):
+        run_parity(*inputs, codes, **kwargs)
