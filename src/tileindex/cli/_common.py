@@ -6,7 +6,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +26,37 @@ from tileindex.errors import TileIndexError
 from tileindex.telemetry import error_event
 
 _err = Console(stderr=True)
+
+INPUT_FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The three sealed inputs, as every command that reads them names them."""
+    for option in reversed(
+        [
+            click.option(
+                "--iso",
+                "iso",
+                type=INPUT_FILE,
+                required=True,
+                help="ISO 3166 list (parquet or CSV, column country_iso).",
+            ),
+            click.option(
+                "--countries",
+                type=INPUT_FILE,
+                required=True,
+                help="Country polygons (GeoParquet, EPSG:4326, columns country_iso, geom).",
+            ),
+            click.option(
+                "--raster",
+                type=INPUT_FILE,
+                required=True,
+                help="Raster that defines the grid (any GDAL raster, EPSG:4326, north-up).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
 
 
 def configure_logging(verbose: int) -> None:

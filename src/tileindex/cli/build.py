@@ -7,36 +7,22 @@ from pathlib import Path
 import click
 
 from tileindex.cache import default_cache_dir
-from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
+from tileindex.cli._common import (
+    INPUT_FILE,
+    clean_errors,
+    input_options,
+    print_build_summary,
+    progress_telemetry,
+)
 from tileindex.contract import PREDICATES
 from tileindex.executors import EXECUTORS
 from tileindex.metrics import write_metrics
 from tileindex.pipeline import DEFAULT_CHUNK_SIZE, ENGINES
 from tileindex.pipeline import build as run_build
 
-_PATH = click.Path(path_type=Path, dir_okay=False)
-
 
 @click.command(name="build")
-@click.option(
-    "--iso",
-    "iso",
-    type=_PATH,
-    required=True,
-    help="ISO 3166 list (parquet or CSV, column country_iso).",
-)
-@click.option(
-    "--countries",
-    type=_PATH,
-    required=True,
-    help="Country polygons (GeoParquet, EPSG:4326, columns country_iso, geom).",
-)
-@click.option(
-    "--raster",
-    type=_PATH,
-    required=True,
-    help="Raster that defines the grid (any GDAL raster, EPSG:4326, north-up).",
-)
+@input_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -105,13 +91,13 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--dictionary",
-    type=_PATH,
+    type=INPUT_FILE,
     default=None,
     help="Dataset dictionary YAML (default: the built-in one).",
 )
 @click.option(
     "--metrics-out",
-    type=_PATH,
+    type=INPUT_FILE,
     default=None,
     help="Write run metrics in Prometheus text format to FILE (and FILE.json).",
 )

@@ -7,17 +7,13 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import clean_errors
+from tileindex.cli._common import clean_errors, input_options
 from tileindex.contract import PREDICATES
 from tileindex.parity import ParityResult, run_parity
 
-_PATH = click.Path(path_type=Path, dir_okay=False)
-
 
 @click.command(name="parity")
-@click.option("--iso", "iso", type=_PATH, required=True, help="ISO list (parquet or CSV).")
-@click.option("--countries", type=_PATH, required=True, help="Country polygons (GeoParquet).")
-@click.option("--raster", type=_PATH, required=True, help="Raster that defines the grid.")
+@input_options
 @click.option(
     "--codes",
     required=True,

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import clean_errors
+from tileindex.cli._common import INPUT_FILE, clean_errors, input_options
 from tileindex.validate import ValidationResult, validate_partition
-
-_PATH = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command(name="validate")
@@ -25,9 +23,7 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     default=None,
     help="Partition to validate (default: the only one under --out).",
 )
-@click.option("--iso", "iso", type=_PATH, required=True, help="The ISO list the build used.")
-@click.option("--countries", type=_PATH, required=True, help="The country layer the build used.")
-@click.option("--raster", type=_PATH, required=True, help="The grid raster the build used.")
+@input_options
 @click.option(
     "--samples",
     type=click.IntRange(min=0),
@@ -49,7 +45,7 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="Also re-decide every cell of every country with the legacy engine (slow).",
 )
 @click.option(
-    "--dictionary", type=_PATH, default=None, help="Dataset dictionary YAML of the build."
+    "--dictionary", type=INPUT_FILE, default=None, help="Dataset dictionary YAML of the build."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
