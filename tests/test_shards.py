@@ -416,3 +416,14 @@ def test_cleanup_stale_staging(tmp_path):
     assert cleanup_stale_staging(tmp_path, older_than_s=3600) == [old]
     assert not old.exists() and fresh.exists() and mine.exists()
     assert cleanup_stale_staging(tmp_path / "nothing-here", 0) == []
+
+
+def test_constant_string_fast_path_is_exact() -> None:
+    from tileindex.shards import _constant_string
+
+    assert _constant_string(pa.repeat(pa.scalar("AB", pa.string()), 5))
+    assert not _constant_string(pa.array(["AB", "AB", "AC"]))
+    assert not _constant_string(pa.array(["AB", "ABC"]))
+    assert not _constant_string(pa.array(["AB", None]))
+    assert _constant_string(pa.array(["AB", "AB", "AC"]).slice(0, 2))
+    assert not _constant_string(pa.array(["AC", "AB", "AB"]).slice(1, 2))  # offset: generic

@@ -148,8 +148,8 @@ class Grid:
             raise RasterMismatchError(
                 f"grid spans latitudes {south}..{north}, beyond [-90, 90]: check the transform"
             )
-        if ncols * nrows >= 2**64:
-            raise RasterMismatchError("grid too large for uint64 tile ids")
+        if ncols * nrows >= 2**63:
+            raise RasterMismatchError("grid too large for 63-bit tile ids")
         return grid
 
     @property
@@ -166,8 +166,10 @@ class Grid:
     # -- identity ---------------------------------------------------------------------
 
     def tile_id(self, rows: npt.ArrayLike, cols: npt.ArrayLike) -> npt.NDArray[np.uint64]:
-        r = np.asarray(rows, dtype=np.uint64)
-        return r * np.uint64(self.ncols) + np.asarray(cols, dtype=np.uint64)
+        # computed in int64 (no conversion copies; ids < 2**63) and viewed as uint64
+        r = np.asarray(rows, dtype=np.int64)
+        ids = r * np.int64(self.ncols) + np.asarray(cols, dtype=np.int64)
+        return np.asarray(ids).view(np.uint64)
 
     # -- coordinates (SPEC §3, exactly this float form) -------------------------------
 

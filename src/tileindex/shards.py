@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -277,6 +278,22 @@ def _check_pair(index: pa.RecordBatch, bounds: pa.RecordBatch) -> None:
         raise ValueError("tile_index and tile_bounds batches do not hold the same keys")
 
 
+def _constant_string(arr: pa.Array) -> bool:
+    """Whether a string array holds one value n times, checked on its buffers (the
+    common case, one country per batch) instead of row by row."""
+    if not pa.types.is_string(arr.type) or arr.null_count or arr.offset:
+        return False
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1)
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or not (np.diff(offsets) == width).all():
+        return False
+    data = np.frombuffer(
+        arr.buffers()[2], dtype=np.uint8, count=int(offsets[-1]), offset=int(offsets[0])
+    )
+    rows = data.reshape(len(arr), width)
+    return bool((rows == rows[0]).all())
+
+
 def _check_order(batch: pa.RecordBatch, last: tuple[str, int] | None) -> tuple[str, int]:
     """Require strictly increasing (country_iso, tile_id), also across batches."""
     iso, tid = batch.column(0), batch.column(1)
@@ -284,6 +301,10 @@ def _check_order(batch: pa.RecordBatch, last: tuple[str, int] | None) -> tuple[s
     if last is not None:
         _check_step(last, first)
     n = batch.num_rows
+    if n > 1 and _constant_string(iso):
+        ids = tid.to_numpy()
+        if (ids[1:] > ids[:-1]).all():
+            return (first[0], int(ids[-1]))
     if n > 1:
         prev_iso, next_iso = iso.slice(0, n - 1), iso.slice(1)
         prev_tid, next_tid = tid.slice(0, n - 1), tid.slice(1)
