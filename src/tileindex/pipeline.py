@@ -394,6 +394,13 @@ def _mask_all(
 ) -> list[UnitResult]:
     """Run every unit, heaviest first; results come back in unit id order."""
     digests = {code: geometry_digest(g) for code, g in geometries.items() if g is not None}
+    tele.on_event(
+        {
+            "event": "S1_PLAN",
+            "at": rfc3339_utc(),
+            "units": [[u.unit_id, u.country_iso, u.row_start, u.row_stop, u.cells] for u in units],
+        }
+    )
     left = Counter(u.country_iso for u in units)
     done: dict[str, list[UnitResult]] = {}
     jobs = []
@@ -415,10 +422,10 @@ def _mask_all(
     def on_result(key: Hashable, res: UnitResult) -> None:
         unit = units[int(key)]  # type: ignore[call-overload]
         worker_stats.append(res.stats)
+        tele.on_event(_unit_event(unit, res))
         tele.on_unit_done(
             unit.country_iso, res.cells_visited, res.cells_included, res.stats.seconds
         )
-        tele.on_event(_unit_event(unit, res))
         done.setdefault(unit.country_iso, []).append(res)
         left[unit.country_iso] -= 1
         if left[unit.country_iso] == 0:

@@ -88,6 +88,7 @@ class ProgressTelemetry:
         self._task: Any = None
         self._units = self._units_total = self._countries = self._countries_total = 0
         self._cells = self._rows = 0
+        self._pending: dict[int, tuple[str, int]] = {}
         self._t0 = self._last = time.perf_counter()
 
     def __enter__(self) -> ProgressTelemetry:
@@ -124,10 +125,13 @@ class ProgressTelemetry:
         self._rows += cells_included
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
         status = (
-            f"{iso} · countries {self._countries}/{self._countries_total} · "
+            f"countries {self._countries}/{self._countries_total} · "
             f"{self._rows / elapsed / 1e6:.1f} M rows/s · "
             f"{self._cells / elapsed / 1e6:.0f} M cells/s"
         )
+        if self._pending:
+            label, cells = max(self._pending.values(), key=lambda v: v[1])
+            status += f" · heaviest left: {label} ({cells / 1e6:.1f} M cells)"
         if self._progress is not None:
             self._progress.update(self._task, advance=1, status=status)
         elif time.perf_counter() - self._last >= self._interval:
@@ -140,7 +144,14 @@ class ProgressTelemetry:
         self._countries += 1
 
     def on_event(self, event: Mapping[str, Any]) -> None:
-        if event.get("event") == "S1_EXECUTOR":
+        kind = event.get("event")
+        if kind == "S1_PLAN":
+            self._pending = {
+                uid: (f"{iso} rows {r0}-{r1}", cells) for uid, iso, r0, r1, cells in event["units"]
+            }
+        elif kind == "S1_UNIT":
+            self._pending.pop(event["unit_id"], None)
+        if kind == "S1_EXECUTOR":
             msg = f"dask cluster with {event['workers']} workers; dashboard: {event['dashboard']}"
             if self._progress is not None:
                 self._progress.console.print(msg)
