@@ -161,3 +161,16 @@ def test_event_log_records_the_plan(inputs, tmp_path: Path) -> None:
     events = [json.loads(line) for line in log.read_text().splitlines()]
     (plan,) = [e for e in events if e["event"] == "S1_PLAN"]
     assert {u[1] for u in plan["units"]} == {"AA", "BB"}
+
+
+def test_an_unwritable_output_root_is_a_clean_error(inputs, tmp_path: Path) -> None:
+    blocker = tmp_path / "out"
+    blocker.mkdir()
+    # a file where the staging folder must go: writing under --out fails
+    (blocker / ".tileindex-staging").write_text("in the way")
+    result = CliRunner().invoke(main, _args(*inputs, blocker))
+    assert result.exit_code == 1
+    message, event = _error_lines(result.stderr)
+    assert "choose a writable --out" in message
+    assert event["code"] == "S1_OUTPUT_ERROR"
+    assert "Traceback" not in result.output

@@ -92,6 +92,12 @@ class DiskFullError(TileIndexError, OSError):
     uncoded_event = "S1_DISK_FULL"
 
 
+class OutputError(TileIndexError, OSError):
+    """The output root cannot be written (permissions, a file in the way, ...)."""
+
+    uncoded_event = "S1_OUTPUT_ERROR"
+
+
 class WorkerError(TileIndexError, RuntimeError):
     """A work unit kept failing (retries exhausted) or worker processes kept dying."""
 
@@ -112,6 +118,7 @@ __all__ = [
     "InputError",
     "InputFileError",
     "IsoForeignKeyError",
+    "OutputError",
     "PerfBudgetError",
     "RasterMismatchError",
     "TileIndexError",

@@ -10,6 +10,8 @@ ranges of that order, each encoded on its own by any worker.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import time
@@ -34,7 +36,7 @@ from tileindex.contract import (
 from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
 )
-from tileindex.errors import ConfigError, TileIndexError
+from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import Job, TaskRunner
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
@@ -205,14 +207,40 @@ def build(
             bytes_raster=grid_in.bytes_read,
             bytes_vectors=iso_list.bytes_read + layer.bytes_read,
         )
+    except OSError as exc:
+        if isinstance(exc, TileIndexError):
+            raise _logged(exc, phash, paths_dict, out, tele) from None
+        where = exc.filename or out
+        if exc.errno == errno.ENOSPC:
+            err: TileIndexError = DiskFullError(
+                f"no space left on device writing {where}; free space or choose another --out"
+            )
+        else:
+            err = OutputError(
+                f"cannot write the output under {out} ({exc.strerror or exc} at {where}); "
+                "choose a writable --out"
+            )
+        raise _logged(err, phash, paths_dict, out, tele) from exc
     except TileIndexError as exc:
-        # the event log lives under the parameter hash: without one, stderr only (CLI)
-        exc.parameter_hash = phash  # type: ignore[attr-defined]
-        if phash is not None:
-            event = error_event(exc.event_code, exc.message, phash, **exc.context)
+        raise _logged(exc, phash, paths_dict, out, tele) from None
+
+
+def _logged(
+    exc: TileIndexError,
+    phash: str | None,
+    paths_dict: DatasetDictionary,
+    out: Path,
+    tele: Telemetry,
+) -> TileIndexError:
+    """Attach the parameter hash and record the S1_ERROR event; the event log lives
+    under the parameter hash, so without one the event goes to stderr only (CLI)."""
+    exc.parameter_hash = phash  # type: ignore[attr-defined]
+    if phash is not None:
+        event = error_event(exc.event_code, exc.message, phash, **exc.context)
+        with contextlib.suppress(OSError):  # an unwritable root: stderr still has it
             JsonLinesTelemetry(paths_dict.path("event_log", out, phash)).on_event(event)
-            tele.on_event(event)
-        raise
+        tele.on_event(event)
+    return exc
 
 
 def _run(
