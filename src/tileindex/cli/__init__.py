@@ -16,9 +16,14 @@ def main(verbose: int) -> None:
     """Exact country membership for every cell of a global lon/lat raster grid.
 
     \b
-    Typical use:
+    Start here (real borders, the whole world, a map at the end):
+      tileindex demo
+    \b
+    With your own inputs (or those of 'tileindex prepare --out inputs/'):
       tileindex build --iso iso.parquet --countries countries.parquet \\
-                      --raster grid.tif --out ./out
+                      --raster grid.tif --out out/
+      tileindex validate --out out/ --iso ... --countries ... --raster ...
+      tileindex preview --out out/ --png map.png
     Run 'tileindex COMMAND --help' for a command's options.
     """
     configure_logging(verbose)
