@@ -365,6 +365,16 @@ def test_whole_run_rss_counts_every_worker(built, inputs, tmp_path: Path) -> Non
     }
 
 
+def test_worker_temp_disk_over_budget_is_e009(built, inputs, tmp_path: Path) -> None:
+    copy = Copy(built["center"], tmp_path / "copy")
+    report = json.loads(copy.report_path().read_text())
+    assert report["pat"]["temp_disk_worker_peak_bytes"] > 0  # measured by the build
+    copy.edit_report(lambda doc: doc["pat"].update(temp_disk_worker_peak_bytes=3 << 30))
+    result = _validate(copy.root, inputs, samples=0)
+    budget = [f for f in result.findings if f.code == "E009_PERF_BUDGET"]
+    assert len(budget) == 1 and "temp disk" in budget[0].message
+
+
 def test_a_missing_row_is_a_predicate_contradiction_at_that_cell(built, inputs, tmp_path) -> None:
     copy = Copy(built["center"], tmp_path / "copy")
     table = copy.read("tile_index")

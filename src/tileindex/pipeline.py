@@ -323,6 +323,8 @@ def _run(
             workers_used=n_workers,
             chunk_size=chunk_report,
             main_rss_peak_bytes=usage.rss_peak_bytes,
+            temp_disk_worker_peak_bytes=max((p.bytes for p in parts), default=0),
+            staging_bytes_total=sum(p.bytes for p in parts),
         )
         report = RunReport(
             parameter_hash=phash,

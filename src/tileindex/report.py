@@ -83,6 +83,10 @@ class PatCounters:
     workers_used: int
     chunk_size: int
     main_rss_peak_bytes: int = 0
+    # bytes a worker held on disk at once (the part files it was writing) and the
+    # whole staging area (every part, before the rename) -- SPEC §9's temp disk
+    temp_disk_worker_peak_bytes: int = 0
+    staging_bytes_total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

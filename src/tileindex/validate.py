@@ -123,6 +123,7 @@ BUDGETS = {
     "max_worker_rss_bytes": GIB,
     "run_rss_bytes": 2 * GIB,
     "open_files_peak": 256,
+    "temp_disk_worker_bytes": 2 * GIB,
     "raster_read_ratio": 1.25,
     "vector_read_ratio": 1.25,
 }
@@ -1298,6 +1299,12 @@ class _Validator:
                 run_rss = (main or 0.0) + workers * worker
             budget("run rss", run_rss, BUDGETS["run_rss_bytes"], "peak RSS of the whole run")
         budget("open files", num("open_files_peak"), BUDGETS["open_files_peak"], "open files")
+        budget(
+            "worker temp disk",
+            num("temp_disk_worker_peak_bytes"),
+            BUDGETS["temp_disk_worker_bytes"],
+            "temp disk of a worker",
+        )
         budget(
             "raster bytes",
             num("bytes_read_raster_total"),
