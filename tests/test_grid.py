@@ -159,3 +159,22 @@ def test_runs_round_trip_a_mask(rows: list[list[bool]]) -> None:
     assert (runs.col1 > runs.col0).all()
     keys = list(zip(runs.row.tolist(), runs.col0.tolist(), strict=True))
     assert keys == sorted(keys)
+
+
+def test_far_apart_parts_get_their_own_windows_and_near_ones_share() -> None:
+    grid = Grid.from_transform(3600, 1800, (0.1, 0.0, -180.0, 0.0, -0.1, 90.0))
+    boxes = [
+        [0.0, 0.0, 1.0, 1.0],  # a mainland
+        [1.5, 0.2, 1.8, 0.4],  # an islet 5 cells off: merged with it
+        [60.0, -30.0, 60.5, -29.5],  # an island far away: its own window
+    ]
+    windows = grid.windows_for_boxes(boxes, merge_gap=8)
+    assert len(windows) == 2
+    near, far = sorted(windows, key=lambda w: w.col_start)
+    assert near.col_start <= 1799 and near.col_stop >= 1819  # covers 0..1.8 deg east
+    assert far.height < 10 and far.width < 10  # 0.5 deg plus the rim, not the ocean between
+    # windows never overlap, so no cell is visited twice
+    cells = np.zeros((grid.nrows, grid.ncols), dtype=int)
+    for w in windows:
+        cells[w.row_start : w.row_stop, w.col_start : w.col_stop] += 1
+    assert cells.max() == 1

@@ -134,6 +134,32 @@ def test_adaptive_chunks_span_the_width_and_follow_the_boundary_density() -> Non
     assert MIN_CHUNK_ROWS <= many.rows < few.rows
 
 
+def test_units_cover_windows_with_different_rows_and_skip_the_gaps() -> None:
+    windows = {"FR": [Window(0, 100, 0, 50), Window(500, 520, 900, 960)]}
+    units = plan_units(windows, 64, unit_cells=10_000)
+    covered = sorted(
+        (r, c)
+        for u in units
+        for w in u.windows
+        for r in range(w.row_start, w.row_stop)
+        for c in range(w.col_start, w.col_stop)
+    )
+    expected = sorted(
+        (r, c)
+        for w in windows["FR"]
+        for r in range(w.row_start, w.row_stop)
+        for c in range(w.col_start, w.col_stop)
+    )
+    assert covered == expected  # every cell once
+    assert all(
+        u.row_start <= w.row_start and w.row_stop <= u.row_stop for u in units for w in u.windows
+    )
+    starts = [u.row_start for u in units]
+    assert (
+        starts == sorted(starts) and len(units) == 3
+    )  # rows 0-64, 64-100, 448-520: no empty block
+
+
 def test_part_plan_covers_the_rows_exactly() -> None:
     assert [(t.row_start, t.row_stop) for t in plan_parts(10, 4)] == [(0, 4), (4, 8), (8, 10)]
     assert [(t.row_start, t.row_stop) for t in plan_parts(0, 4)] == [(0, 0)]

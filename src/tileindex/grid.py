@@ -227,39 +227,35 @@ class Grid:
         """Windows of cells whose (wrapped) extent may meet the lon/lat box."""
         return self.windows_for_boxes(np.array([[minx, miny, maxx, maxy]], dtype=np.float64))
 
-    def windows_for_boxes(self, boxes: npt.ArrayLike) -> list[Window]:
-        """Windows of cells whose (wrapped) extent may meet any of the lon/lat boxes
-        (rows ``(minx, miny, maxx, maxy)``), with a one-cell rim so float rounding at a
-        box edge can never drop a cell.
+    def windows_for_boxes(self, boxes: npt.ArrayLike, merge_gap: int = 32) -> list[Window]:
+        """Disjoint windows covering every cell whose (wrapped) extent may meet one of the
+        lon/lat boxes (rows ``(minx, miny, maxx, maxy)``), with a one-cell rim so float
+        rounding at a box edge can never drop a cell.
 
-        All windows share the union of the boxes' row ranges; their columns are the
-        union of the boxes' column ranges, so a country made of parts on both sides of
-        ±180 (or scattered islands) is not scanned across the whole globe.
+        Each box becomes a rectangle of cells (two on either side of ±180 when it wraps);
+        rectangles that overlap, or lie within ``merge_gap`` cells of each other, are
+        merged into their bounding rectangle until none overlap. So a country's far-flung
+        islands get windows of their own instead of one window spanning the ocean, and
+        clusters of islets share one. Windows come in (row_start, col_start) order.
         """
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if b.shape[0] == 0:
             return []
         rim_x, rim_y = self.a, -self.e
         south, north = self.lat_bounds(np.arange(self.nrows))
-        rows = np.zeros(self.nrows + 1, dtype=np.int64)
         # north and south decrease with the row index: search their negations
         r_lo = np.searchsorted(-south, -(b[:, 3] + rim_y), side="left")  # south <= maxy + rim
         r_hi = np.searchsorted(-north, -(b[:, 1] - rim_y), side="right")  # north >= miny - rim
-        np.add.at(rows, r_lo, 1)
-        np.add.at(rows, r_hi, -1)
-        row_hit = np.flatnonzero(np.cumsum(rows[:-1]) > 0)
-        if row_hit.size == 0:
-            return []
-        r0, r1 = int(row_hit[0]), int(row_hit[-1]) + 1
-        cols = np.zeros(self.ncols + 1, dtype=np.int64)
+        rects = []
         for seg in self.column_segments(0, self.ncols):
             lo = np.searchsorted(seg.x1, b[:, 0] - rim_x, side="left")  # x1 >= minx - rim
             hi = np.searchsorted(seg.x0, b[:, 2] + rim_x, side="right")  # x0 <= maxx + rim
-            ok = lo < hi
-            np.add.at(cols, seg.cols[lo[ok]], 1)
-            np.add.at(cols, seg.cols[hi[ok] - 1] + 1, -1)
-        col_hit = np.cumsum(cols[:-1]) > 0
-        return [Window(r0, r1, s, t) for s, t in _runs(col_hit)]
+            ok = (lo < hi) & (r_lo < r_hi)
+            rects.append(
+                np.stack([r_lo[ok], r_hi[ok], seg.cols[lo[ok]], seg.cols[hi[ok] - 1] + 1], axis=1)
+            )
+        merged = _merge_rects(np.concatenate(rects).astype(np.int64), merge_gap)
+        return [Window(*map(int, r)) for r in merged]
 
     def column_segments(self, col_start: int, col_stop: int) -> list[ColumnSegment]:
         """The cells of columns [col_start, col_stop) split by longitude shift."""
@@ -300,6 +296,37 @@ class Grid:
         for r in range(window.row_start, window.row_stop, size):
             for c in range(window.col_start, window.col_stop, size):
                 yield Window(r, min(r + size, window.row_stop), c, min(c + size, window.col_stop))
+
+
+def _merge_rects(rects: IntArray, gap: int) -> IntArray:
+    """Merge (row0, row1, col0, col1) rectangles that overlap or lie within ``gap`` cells
+    of each other into bounding rectangles, until no two overlap; sorted by (row0, col0)."""
+    while rects.shape[0] > 1:
+        r0, r1, c0, c1 = (rects[:, i, None] for i in range(4))
+        near = (r0 < r1.T + gap) & (r1 + gap > r0.T) & (c0 < c1.T + gap) & (c1 + gap > c0.T)
+        label = np.arange(rects.shape[0])
+        while True:  # connected components by repeated min-propagation
+            nxt = np.where(near, label[None, :], label.size).min(axis=1)
+            nxt = np.minimum(nxt, label)
+            if (nxt == label).all():
+                break
+            label = nxt[nxt]
+        groups = np.unique(label)
+        if groups.size == rects.shape[0]:
+            break
+        rects = np.stack(
+            [
+                [
+                    rects[label == g, 0].min(),
+                    rects[label == g, 1].max(),
+                    rects[label == g, 2].min(),
+                    rects[label == g, 3].max(),
+                ]
+                for g in groups
+            ]
+        )
+    order = np.lexsort((rects[:, 2], rects[:, 0]))
+    return rects[order]
 
 
 def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:

@@ -40,7 +40,7 @@ def adaptive_chunk(
     A country with few, short segments (an island) gets tall chunks and a dense coast
     short ones, so memory stays bounded by the budget, not by the window.
     """
-    height = windows[0].height
+    height = max(w.row_stop for w in windows) - min(w.row_start for w in windows)
     width = max(w.width for w in windows)
     pairs = float(((edge_ymax - edge_ymin) / abs(row_height) + 1.0).sum())
     per_row = max(pairs / max(height, 1), 1.0)
@@ -52,20 +52,15 @@ def adaptive_chunk(
 class WorkUnit:
     """Rows [row_start, row_stop) of one country's windows; ``unit_id`` is its position in
     the (country_iso, row_start) order, which is also the order of its rows in the output.
-    ``chunk`` is the shape of the chunks the kernel is called on."""
+    ``windows`` are the country's (disjoint) windows clipped to those rows; ``chunk`` is
+    the shape of the chunks the kernel is called on."""
 
     unit_id: int
     country_iso: str
     windows: tuple[Window, ...]
     chunk: ChunkShape
-
-    @property
-    def row_start(self) -> int:
-        return self.windows[0].row_start
-
-    @property
-    def row_stop(self) -> int:
-        return self.windows[0].row_stop
+    row_start: int
+    row_stop: int
 
     @property
     def cells(self) -> int:
@@ -86,14 +81,20 @@ def plan_units(
         if not windows:
             continue
         chunk = ChunkShape(chunks, chunks) if isinstance(chunks, int) else chunks[code]
-        r0, r1 = windows[0].row_start, windows[0].row_stop
+        r0 = min(w.row_start for w in windows)
+        r1 = max(w.row_stop for w in windows)
         width = sum(w.width for w in windows)
         bands = max(1, unit_cells // max(1, chunk.rows * width))
         step = bands * chunk.rows
         for r in range(r0, r1, step):
             stop = min(r + step, r1)
-            block = tuple(Window(r, stop, w.col_start, w.col_stop) for w in windows)
-            units.append(WorkUnit(len(units), code, block, chunk))
+            block = tuple(
+                Window(max(r, w.row_start), min(stop, w.row_stop), w.col_start, w.col_stop)
+                for w in windows
+                if w.row_start < stop and w.row_stop > r
+            )
+            if block:  # row blocks between a country's windows hold nothing
+                units.append(WorkUnit(len(units), code, block, chunk, r, stop))
     return units
 
 

@@ -136,8 +136,8 @@ def mask_unit(
             geom,
             predicate,
         )
-        for r in range(unit.row_start, unit.row_stop, rows)
         for w in unit.windows
+        for r in range(w.row_start, w.row_stop, rows)
         for c in range(w.col_start, w.col_stop, cols)
     ]
     row = np.concatenate([x.row for x in results])
