@@ -97,3 +97,10 @@ def test_keys_follow_geometry_grid_predicate_and_windows() -> None:
         )
         == 5
     )
+
+
+def test_an_unwritable_cache_costs_the_reuse_not_the_build(inputs, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    result = build(*inputs, tmp_path / "out", cache_dir=blocked)
+    assert result.rows_emitted > 0 and result.metrics.cache_hits == 0

@@ -10,6 +10,7 @@ cache is bounded in bytes; the least recently used entries go first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -85,7 +86,7 @@ class MaskCache:
             with np.load(path, allow_pickle=False) as z:
                 arrays = [z["row"], z["col0"], z["col1"], z["counts"]]
                 stored = str(z["sha256"])
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
             return None
         except Exception as exc:  # a torn or tampered file: recompute
             log.warning("mask cache entry %s unreadable (%s); recomputing", path, exc)
@@ -95,11 +96,20 @@ class MaskCache:
             log.warning("mask cache entry %s fails its checksum; recomputing", path)
             path.unlink(missing_ok=True)
             return None
-        os.utime(path)  # recently used
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used (a read-only cache still serves)
         row, col0, col1, counts = arrays
         return CachedUnit(row, col0, col1, int(counts[0]), int(counts[1]), int(counts[2]))
 
     def put(self, key: str, unit: CachedUnit) -> None:
+        """Store an entry; the cache is an optimisation, so a folder that cannot be
+        written (read-only, full) only costs the reuse, never the build."""
+        try:
+            self._put(key, unit)
+        except OSError as exc:
+            log.warning("mask cache %s not writable (%s); continuing without it", self.root, exc)
+
+    def _put(self, key: str, unit: CachedUnit) -> None:
         counts = np.array(
             [unit.cells_visited, unit.cells_included, unit.cells_excluded_hole], dtype=np.int64
         )
@@ -123,7 +133,8 @@ class MaskCache:
         return sum(p.stat().st_size for p in self.root.glob("*/*.npz"))
 
     def evict(self) -> int:
-        """Remove least recently used entries until the cache fits; returns how many."""
+        """Remove least recently used entries until the cache fits; returns how many
+        (0 when the folder is missing or read-only)."""
         entries = []
         for p in self.root.glob("*/*.npz"):
             try:
@@ -136,7 +147,10 @@ class MaskCache:
         for _, _, size, path in sorted(entries):
             if total <= self.max_bytes:
                 break
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                break
             total -= size
             removed += 1
         return removed
