@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -221,3 +222,20 @@ def test_e010_leaves_the_existing_partition_untouched(inputs, clean, tmp_path: P
     with pytest.raises(ImmutablePartitionError):
         build(*inputs, tmp_path, parameter_hash=phash, predicate="any_overlap")
     assert {p: p.read_bytes() for p in first.paths["tile_bounds"].iterdir()} == before
+
+
+def test_ctrl_c_leaves_nothing_published(inputs, tmp_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "out"
+    # the legacy engine keeps the build busy for seconds; interrupt it once it is staging
+    proc = _cli(inputs, out, "--workers", "1", "--engine", "legacy")
+    deadline = time.monotonic() + 60
+    while not _staging_left(out) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted: nothing was published" in err and "Traceback" not in err
+    assert not _published(out) and not _staging_left(out)

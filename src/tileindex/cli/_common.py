@@ -67,7 +67,7 @@ def configure_logging(verbose: int) -> None:
 @contextlib.contextmanager
 def clean_errors() -> Iterator[None]:
     """Turn a TileIndexError into a one-line message, an S1_ERROR event line on stderr
-    and exit status 1 (never a traceback as the only explanation)."""
+    and exit status 1 (never a traceback as the only explanation); Ctrl-C into exit 130."""
     try:
         yield
     except TileIndexError as exc:
@@ -76,6 +76,10 @@ def clean_errors() -> Iterator[None]:
         click.echo(f"error: {exc}", err=True)
         click.echo(json.dumps(event, sort_keys=True), err=True)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        # staging is removed on the way out; the final paths never saw partial output
+        click.echo("interrupted: nothing was published", err=True)
+        raise SystemExit(130) from None
 
 
 class ProgressTelemetry:
