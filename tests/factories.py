@@ -142,3 +142,20 @@ def make_inputs(
     layer = write_countries(tmp_path / "countries.parquet", rows)
     grid = write_grid(tmp_path / "grid.tif", ncols, nrows, transform)
     return iso, layer, grid
+
+
+def build_args(iso: Path, countries: Path, raster: Path, out: Path, *extra: str) -> list[str]:
+    """``tileindex build`` arguments for these inputs, quiet, plus ``extra``."""
+    return [
+        "build",
+        "--iso",
+        str(iso),
+        "--countries",
+        str(countries),
+        "--raster",
+        str(raster),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]

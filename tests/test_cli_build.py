@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tileindex.cli import main
 
-from factories import make_inputs, write_grid
+from factories import build_args, make_inputs, write_grid
 
 
 @pytest.fixture
@@ -19,22 +19,6 @@ def inputs(tmp_path: Path) -> tuple[Path, Path, Path]:
     return make_inputs(
         tmp_path, {"AA": [shapely.box(-10, -10, 10, 10)], "BB": [shapely.box(20, 0, 25, 5)]}
     )
-
-
-def _args(iso: Path, countries: Path, raster: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "build",
-        "--iso",
-        str(iso),
-        "--countries",
-        str(countries),
-        "--raster",
-        str(raster),
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
 
 
 def _error_lines(stderr: str) -> tuple[str, dict]:
@@ -45,11 +29,11 @@ def _error_lines(stderr: str) -> tuple[str, dict]:
 
 
 def test_build_prints_a_summary(inputs, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, _args(*inputs, tmp_path / "out"))
+    result = CliRunner().invoke(main, build_args(*inputs, tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert "published" in result.stdout
     assert "425" in result.stdout  # AA 20 x 20 + BB 5 x 5 one-degree cells
-    again = CliRunner().invoke(main, _args(*inputs, tmp_path / "out"))
+    again = CliRunner().invoke(main, build_args(*inputs, tmp_path / "out"))
     assert again.exit_code == 0
     assert "identical" in again.stdout
 
@@ -80,7 +64,7 @@ def test_help_reads_well() -> None:
     ],
 )
 def test_bad_options_exit_nonzero_with_one_line(inputs, tmp_path: Path, extra, needle) -> None:
-    result = CliRunner().invoke(main, _args(*inputs, tmp_path / "out", *extra))
+    result = CliRunner().invoke(main, build_args(*inputs, tmp_path / "out", *extra))
     assert result.exit_code != 0
     message, event = _error_lines(result.stderr)
     assert needle in message
@@ -90,7 +74,9 @@ def test_bad_options_exit_nonzero_with_one_line(inputs, tmp_path: Path, extra, n
 
 
 def test_unknown_predicate_is_refused(inputs, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, _args(*inputs, tmp_path / "out", "--predicate", "centre"))
+    result = CliRunner().invoke(
+        main, build_args(*inputs, tmp_path / "out", "--predicate", "centre")
+    )
     assert result.exit_code != 0
     assert "centre" in result.stderr and "center" in result.stderr
 
@@ -98,7 +84,7 @@ def test_unknown_predicate_is_refused(inputs, tmp_path: Path) -> None:
 def test_missing_input_names_the_input(inputs, tmp_path: Path) -> None:
     iso, countries, _raster = inputs
     result = CliRunner().invoke(
-        main, _args(iso, countries, tmp_path / "nope.tif", tmp_path / "out")
+        main, build_args(iso, countries, tmp_path / "nope.tif", tmp_path / "out")
     )
     assert result.exit_code != 0
     message, _ = _error_lines(result.stderr)
@@ -109,7 +95,7 @@ def test_missing_input_names_the_input(inputs, tmp_path: Path) -> None:
 def test_south_up_grid_fails_with_e002_and_an_event(inputs, tmp_path: Path) -> None:
     iso, countries, _ = inputs
     raster = write_grid(tmp_path / "southup.tif", 360, 180, (1.0, 0.0, -180.0, 0.0, 1.0, -90.0))
-    result = CliRunner().invoke(main, _args(iso, countries, raster, tmp_path / "out"))
+    result = CliRunner().invoke(main, build_args(iso, countries, raster, tmp_path / "out"))
     assert result.exit_code != 0
     message, event = _error_lines(result.stderr)
     assert "E002_RASTER_MISMATCH" in message
@@ -121,7 +107,7 @@ def test_invalid_geometry_event_names_the_country(tmp_path: Path) -> None:
     bowtie = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
     inputs = make_inputs(tmp_path, {"AA": [shapely.box(-10, -10, -5, -5)], "BO": [bowtie]})
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, _args(*inputs, out))
+    result = CliRunner().invoke(main, build_args(*inputs, out))
     assert result.exit_code != 0
     _message, event = _error_lines(result.stderr)
     assert event["code"] == "E001_GEO_INVALID" and event["country_iso"] == "BO"
@@ -155,7 +141,7 @@ def test_plain_progress_names_the_heaviest_unit_left(capsys: pytest.CaptureFixtu
 
 
 def test_event_log_records_the_plan(inputs, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, _args(*inputs, tmp_path / "out", "--workers", "1"))
+    result = CliRunner().invoke(main, build_args(*inputs, tmp_path / "out", "--workers", "1"))
     assert result.exit_code == 0, result.output
     log = next((tmp_path / "out").glob("logs/**/events.jsonl"))
     events = [json.loads(line) for line in log.read_text().splitlines()]
@@ -168,7 +154,7 @@ def test_an_unwritable_output_root_is_a_clean_error(inputs, tmp_path: Path) -> N
     blocker.mkdir()
     # a file where the staging folder must go: writing under --out fails
     (blocker / ".tileindex-staging").write_text("in the way")
-    result = CliRunner().invoke(main, _args(*inputs, blocker))
+    result = CliRunner().invoke(main, build_args(*inputs, blocker))
     assert result.exit_code == 1
     message, event = _error_lines(result.stderr)
     assert "choose a writable --out" in message

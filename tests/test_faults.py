@@ -20,7 +20,7 @@ from tileindex.faults import ENV, parse
 from tileindex.pipeline import build
 from tileindex.shards import STAGING_DIRNAME, cleanup_stale_staging
 
-from factories import make_inputs
+from factories import build_args, make_inputs
 
 COUNTRIES = {
     "AA": [
@@ -133,23 +133,7 @@ def test_a_part_that_stays_corrupt_fails_the_run(
 
 
 def _cli(inputs, out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    iso, countries, raster = inputs
-    cmd = [
-        sys.executable,
-        "-m",
-        "tileindex",
-        "build",
-        "--iso",
-        str(iso),
-        "--countries",
-        str(countries),
-        "--raster",
-        str(raster),
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
+    cmd = [sys.executable, "-m", "tileindex", *build_args(*inputs, out, *extra)]
     return subprocess.Popen(
         cmd,
         env={**os.environ, **(env or {})},

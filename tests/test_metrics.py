@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tileindex.cli import main
 
-from factories import make_inputs
+from factories import build_args, make_inputs
 
 
 def test_metrics_out_writes_prometheus_text_and_json(tmp_path: Path) -> None:
@@ -19,22 +19,16 @@ def test_metrics_out_writes_prometheus_text_and_json(tmp_path: Path) -> None:
         tmp_path, {"AA": [shapely.box(-10, -10, 10, 10)], "BB": [shapely.box(20, 0, 25, 5)]}
     )
     prom = tmp_path / "metrics.prom"
-    args = [
-        "build",
-        "--iso",
-        str(iso),
-        "--countries",
-        str(countries),
-        "--raster",
-        str(raster),
-        "--out",
-        str(tmp_path / "out"),
-        "--quiet",
+    args = build_args(
+        iso,
+        countries,
+        raster,
+        tmp_path / "out",
         "--workers",
         "1",
         "--metrics-out",
         str(prom),
-    ]
+    )
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     text = prom.read_text()

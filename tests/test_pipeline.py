@@ -10,7 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
+from tileindex.contract import (
+    PAT_COUNTERS,
+    REPORT_FIELDS,
+    TILE_BOUNDS_SCHEMA,
+    TILE_INDEX_SCHEMA,
+)
 from tileindex.errors import (
     ConfigError,
     GeometryInvalidError,
@@ -87,31 +92,8 @@ def test_outputs_follow_the_contract(inputs, tmp_path: Path, predicate: str) -> 
     assert result.rows_emitted == index.num_rows
 
     report = json.loads(result.paths["run_report"].read_text())
-    for key in (
-        "parameter_hash",
-        "predicate",
-        "ingress_versions",
-        "grid_dims",
-        "countries_total",
-        "rows_emitted",
-        "determinism_receipt",
-        "pat",
-    ):
-        assert key in report
-    for key in (
-        "wall_clock_seconds_total",
-        "cpu_seconds_total",
-        "countries_processed",
-        "cells_scanned_total",
-        "cells_included_total",
-        "bytes_read_raster_total",
-        "bytes_read_vectors_total",
-        "max_worker_rss_bytes",
-        "open_files_peak",
-        "workers_used",
-        "chunk_size",
-    ):
-        assert key in report["pat"]
+    assert set(report) >= set(REPORT_FIELDS)
+    assert set(report["pat"]) >= set(PAT_COUNTERS)
     assert report["grid_dims"] == {"nrows": NROWS, "ncols": NCOLS}
     assert report["rows_emitted"] == index.num_rows
     assert report["pat"]["max_worker_rss_bytes"] > 0

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from tileindex.contract import CONTRACT_VERSION
+from tileindex.contract import CONTRACT_VERSION, PAT_COUNTERS, REPORT_FIELDS, SUMMARY_FIELDS
 from tileindex.report import (
     CountrySummary,
     PatCounters,
@@ -84,6 +84,13 @@ def _report(**kw) -> RunReport:
         "grid_transform": (1.0, 0.0, -180.0, 0.0, -1.0, 90.0),
     }
     return RunReport(**(values | kw))
+
+
+def test_contract_lists_match_the_spec() -> None:
+    # the sets above are written from SPEC §8; the code's lists must say the same
+    assert set(PAT_COUNTERS) == SPEC_PAT
+    assert set(REPORT_FIELDS) == SPEC_REPORT
+    assert set(SUMMARY_FIELDS) == SPEC_SUMMARY
 
 
 def test_country_summary_json():

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
-from tileindex.errors import DuplicateTileError, InclusionRuleError, RasterMismatchError
+from tileindex.errors import (
+    AreaNonPositiveError,
+    BoundsError,
+    DuplicateTileError,
+    InclusionRuleError,
+    RasterMismatchError,
+)
 from tileindex.grid import Grid
 from tileindex.rows import iter_batches
 
@@ -200,3 +206,22 @@ def test_matches_per_cell_expansion(case, max_rows):
         )
     )
     assert got == expected
+
+
+def _one_cell(grid: Grid) -> None:
+    run = np.array([0])
+    list(iter_batches(grid, "AA", "center", run, run, run + 1))
+
+
+def test_a_row_beyond_the_pole_is_e004() -> None:
+    # Grid() bypasses from_transform's extent check, as a corrupted grid object would
+    with pytest.raises(BoundsError, match="outside") as info:
+        _one_cell(Grid(ncols=4, nrows=4, a=1.0, c=0.0, e=-1.0, f=92.0))
+    assert info.value.code == "E004_BOUNDS"
+
+
+def test_a_cell_without_area_is_e006() -> None:
+    # cells 1e-300 degrees wide: Geod's area underflows to 0
+    with pytest.raises(AreaNonPositiveError) as info:
+        _one_cell(Grid(ncols=4, nrows=4, a=1e-300, c=0.0, e=-1.0, f=10.0))
+    assert info.value.code == "E006_AREA_NONPOS"

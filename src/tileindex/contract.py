@@ -45,6 +45,40 @@ TILE_BOUNDS_SCHEMA = pa.schema(
     ]
 )
 
+# SPEC §8: what the run report, its PAT counters and each country summary hold at least
+REPORT_FIELDS = (
+    "parameter_hash",
+    "predicate",
+    "ingress_versions",
+    "grid_dims",
+    "countries_total",
+    "rows_emitted",
+    "determinism_receipt",
+    "pat",
+)
+PAT_COUNTERS = (
+    "wall_clock_seconds_total",
+    "cpu_seconds_total",
+    "countries_processed",
+    "cells_scanned_total",
+    "cells_included_total",
+    "bytes_read_raster_total",
+    "bytes_read_vectors_total",
+    "max_worker_rss_bytes",
+    "open_files_peak",
+    "workers_used",
+    "chunk_size",
+)
+SUMMARY_FIELDS = (
+    "country_iso",
+    "cells_visited",
+    "cells_included",
+    "cells_excluded_outside",
+    "cells_excluded_hole",
+    "tile_id_min",
+    "tile_id_max",
+)
+
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")

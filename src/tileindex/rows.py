@@ -96,21 +96,22 @@ def _check_values(
     north: npt.NDArray[np.float64],
     lon: npt.NDArray[np.float64],
 ) -> None:
-    """SPEC E006 (area > 0) and E004 (coordinates in range), checked per run and batch."""
-    bad = ~(run_area > 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise AreaNonPositiveError(
-            f"country {iso}: cell area {run_area[i]} m2 in row {run_rows[i]} is not positive",
-            country_iso=iso,
-            raster_row=int(run_rows[i]),
-        )
+    """SPEC E004 (coordinates in range; first, since an area off the globe means
+    nothing) and E006 (area > 0), checked per run and batch."""
     bad = ~((south >= -90.0) & (north <= 90.0) & (south < north))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise BoundsError(
             f"country {iso}: row {run_rows[i]} spans latitudes {south[i]}..{north[i]}, "
             "outside [-90, 90]",
+            country_iso=iso,
+            raster_row=int(run_rows[i]),
+        )
+    bad = ~(run_area > 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise AreaNonPositiveError(
+            f"country {iso}: cell area {run_area[i]} m2 in row {run_rows[i]} is not positive",
             country_iso=iso,
             raster_row=int(run_rows[i]),
         )

@@ -86,7 +86,9 @@ from shapely.geometry.base import BaseGeometry
 
 from tileindex import legacy
 from tileindex.contract import (
+    PAT_COUNTERS,
     PREDICATES,
+    SUMMARY_FIELDS,
     TILE_BOUNDS_SCHEMA,
     TILE_INDEX_SCHEMA,
     DatasetDictionary,
@@ -127,28 +129,6 @@ BUDGETS = {
     "raster_read_ratio": 1.25,
     "vector_read_ratio": 1.25,
 }
-PAT_COUNTERS = (
-    "wall_clock_seconds_total",
-    "cpu_seconds_total",
-    "countries_processed",
-    "cells_scanned_total",
-    "cells_included_total",
-    "bytes_read_raster_total",
-    "bytes_read_vectors_total",
-    "max_worker_rss_bytes",
-    "open_files_peak",
-    "workers_used",
-    "chunk_size",
-)
-SUMMARY_FIELDS = (
-    "country_iso",
-    "cells_visited",
-    "cells_included",
-    "cells_excluded_outside",
-    "cells_excluded_hole",
-    "tile_id_min",
-    "tile_id_max",
-)
 # the code of each column: its type, nulls and values are findings of that code
 COLUMN_CODES = {
     "country_iso": E005,

@@ -30,6 +30,43 @@ _err = Console(stderr=True)
 INPUT_FILE = click.Path(path_type=Path, dir_okay=False)
 
 
+def window_options(
+    window: int, samples: int, samples_help: str, min_samples: int = 0
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--window``, ``--samples`` and ``--seed`` of the commands that draw windows."""
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            [
+                click.option(
+                    "--window",
+                    type=click.IntRange(min=1),
+                    default=window,
+                    show_default=True,
+                    help="Side of a window, in cells.",
+                ),
+                click.option(
+                    "--samples",
+                    type=click.IntRange(min=min_samples),
+                    default=samples,
+                    show_default=True,
+                    help=samples_help,
+                ),
+                click.option(
+                    "--seed",
+                    type=int,
+                    default=0,
+                    show_default=True,
+                    help="Seed of the window draw.",
+                ),
+            ]
+        ):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
 def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The three sealed inputs, as every command that reads them names them."""
     for option in reversed(

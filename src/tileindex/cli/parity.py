@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import clean_errors, input_options
+from tileindex.cli._common import clean_errors, input_options, window_options
 from tileindex.contract import PREDICATES
 from tileindex.parity import ParityResult, run_parity
 
@@ -19,21 +19,7 @@ from tileindex.parity import ParityResult, run_parity
     required=True,
     help="Comma-separated ISO alpha-2 codes, e.g. US,BR,IN,IS.",
 )
-@click.option(
-    "--window",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Side of a window, in cells.",
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Windows per country (3 in 4 centred on its boundary).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the window draw.")
+@window_options(64, 4, "Windows per country (3 in 4 centred on its boundary).", min_samples=1)
 @click.option(
     "--predicate",
     type=click.Choice([*PREDICATES, "both"]),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import INPUT_FILE, clean_errors, input_options
+from tileindex.cli._common import INPUT_FILE, clean_errors, input_options, window_options
 from tileindex.validate import ValidationResult, validate_partition
 
 
@@ -24,21 +24,7 @@ from tileindex.validate import ValidationResult, validate_partition
     help="Partition to validate (default: the only one under --out).",
 )
 @input_options
-@click.option(
-    "--samples",
-    type=click.IntRange(min=0),
-    default=8,
-    show_default=True,
-    help="Windows re-decided cell by cell with the legacy engine.",
-)
-@click.option(
-    "--window",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Side of a sampled window, in cells.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the window draw.")
+@window_options(32, 8, "Windows re-decided cell by cell with the legacy engine.")
 @click.option(
     "--full",
     is_flag=True,
