@@ -36,10 +36,10 @@ from hypothesis.control import currently_in_test_context
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from tileindex import kernel, legacy
-from tileindex.contract import PREDICATES
 from tileindex.errors import GeometryInvalidError
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import CellRuns, FloatArray, Grid, Window
+from tileindex.predicates import PREDICATES
 
 BoolArray = npt.NDArray[np.bool_]
 

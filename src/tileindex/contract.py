@@ -13,11 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from tileindex.errors import ConfigError, InclusionRuleError
+from tileindex.errors import ConfigError
 
 CONTRACT_VERSION = "tileindex/1B.S1/1"
 
-PREDICATES = ("center", "any_overlap")
 
 TILE_INDEX_SCHEMA = pa.schema(
     [
@@ -82,14 +81,6 @@ SUMMARY_FIELDS = (
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def check_predicate(predicate: str) -> str:
-    if predicate not in PREDICATES:
-        raise InclusionRuleError(
-            f"unknown predicate {predicate!r}; valid predicates are {', '.join(PREDICATES)}"
-        )
-    return predicate
 
 
 def check_parameter_hash(value: str) -> str:

@@ -59,9 +59,9 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from tileindex.contract import check_predicate
 from tileindex.geometry import CountryGeometry, Edges
 from tileindex.grid import CellRuns, ColumnSegment, FloatArray, Grid, IntArray, Window
+from tileindex.predicates import check_predicate
 
 BoolArray = npt.NDArray[np.bool_]
 

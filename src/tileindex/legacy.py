@@ -10,9 +10,9 @@ import numpy as np
 import shapely
 from shapely.geometry import Point, Polygon
 
-from tileindex.contract import check_predicate
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import CellRuns, Grid, Window
+from tileindex.predicates import check_predicate
 
 # DE-9IM "the interiors meet": a positive-area overlap. Contact along an edge or at
 # a point only meets boundaries, so it does not match (SPEC §5 any_overlap).

@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from tileindex import kernel, legacy
-from tileindex.contract import PREDICATES, check_predicate
 from tileindex.errors import ConfigError, InputError
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import CellRuns, Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.predicates import PREDICATES, check_predicate
 from tileindex.validate import boundary_windows
 
 MaskFn = Callable[[Grid, Window, CountryGeometry, str], CellRuns]

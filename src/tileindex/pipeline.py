@@ -30,7 +30,6 @@ from tileindex.cache import MaskCache
 from tileindex.contract import (
     DatasetDictionary,
     check_parameter_hash,
-    check_predicate,
     determinism_receipt,
 )
 from tileindex.contract import (
@@ -50,6 +49,7 @@ from tileindex.plan import (
     plan_parts,
     plan_units,
 )
+from tileindex.predicates import check_predicate
 from tileindex.report import (
     CountrySummary,
     PatCounters,

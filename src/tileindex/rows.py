@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA, check_predicate
+from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
 from tileindex.errors import (
     AreaNonPositiveError,
     BoundsError,
@@ -16,6 +16,7 @@ from tileindex.errors import (
     RasterMismatchError,
 )
 from tileindex.grid import Grid
+from tileindex.predicates import check_predicate
 
 DEFAULT_MAX_ROWS = 1 << 20
 

@@ -87,7 +87,6 @@ from shapely.geometry.base import BaseGeometry
 from tileindex import legacy
 from tileindex.contract import (
     PAT_COUNTERS,
-    PREDICATES,
     SUMMARY_FIELDS,
     TILE_BOUNDS_SCHEMA,
     TILE_INDEX_SCHEMA,
@@ -100,6 +99,7 @@ from tileindex.errors import ConfigError, InputFileError
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.predicates import PREDICATES
 
 log = logging.getLogger(__name__)
 

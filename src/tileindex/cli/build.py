@@ -14,11 +14,11 @@ from tileindex.cli._common import (
     print_build_summary,
     progress_telemetry,
 )
-from tileindex.contract import PREDICATES
 from tileindex.executors import EXECUTORS
 from tileindex.metrics import write_metrics
 from tileindex.pipeline import DEFAULT_CHUNK_SIZE, ENGINES
 from tileindex.pipeline import build as run_build
+from tileindex.predicates import PREDICATES
 
 
 @click.command(name="build")

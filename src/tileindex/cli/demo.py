@@ -10,8 +10,8 @@ from rich.table import Table
 
 from tileindex.cache import default_cache_dir
 from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
-from tileindex.contract import PREDICATES
 from tileindex.demo import DEFAULT_DEMO_DIR, run_demo
+from tileindex.predicates import PREDICATES
 
 
 @click.command(name="demo")

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from tileindex.cli._common import clean_errors, input_options, window_options
-from tileindex.contract import PREDICATES
 from tileindex.parity import ParityResult, run_parity
+from tileindex.predicates import PREDICATES
 
 
 @click.command(name="parity")
