@@ -208,3 +208,37 @@ def test_bad_options_are_refused_before_any_work(inputs, tmp_path: Path, kwargs,
     with pytest.raises(error):
         build(*inputs, tmp_path, **kwargs)
     assert not (tmp_path / "data").exists()
+
+
+# timings and resource counters vary run to run; nothing else in the evidence may
+_VARYING_PAT = {
+    "wall_clock_seconds_total",
+    "cpu_seconds_total",
+    "max_worker_rss_bytes",
+    "open_files_peak",
+    "main_rss_peak_bytes",
+    "temp_disk_worker_peak_bytes",
+    "staging_bytes_total",
+}
+
+
+def test_evidence_does_not_depend_on_where_the_output_root_lives(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    a = build(*inputs, tmp_path / "absolute" / "out")  # an absolute root
+    b = build(*inputs, Path("relative/deeper/out"))  # one relative to the working folder
+    docs = []
+    for result in (a, b):
+        doc = json.loads(result.paths["run_report"].read_bytes())
+        for key in ("started_at", "finished_at"):
+            doc.pop(key)
+        for key in _VARYING_PAT:
+            doc["pat"].pop(key, None)
+        docs.append(doc)
+    assert docs[0] == docs[1]
+    assert docs[0]["determinism_receipt"]["partition_path"] == (
+        f"data/layer1/1B/tile_index/parameter_hash={a.parameter_hash}/"
+    )
+    assert "absolute" not in json.dumps(docs[0]) and "relative" not in json.dumps(docs[1])
+    assert a.paths["country_summaries"].read_bytes() == b.paths["country_summaries"].read_bytes()

@@ -262,14 +262,14 @@ def test_publish_fresh_then_identical(tmp_path):
     assert not (staging / "tile_index").exists()
     before = _snapshot(final)
     mtimes = {p: p.stat().st_mtime_ns for p in final.iterdir()}
-    receipt = determinism_receipt(final)
+    receipt = determinism_receipt(final, "p/")
 
     staging2, _ = _staged(tmp_path, sizes=[1, 7, 1000])
     assert publish_partition(staging2 / "tile_index", final) == "identical"
     assert not (staging2 / "tile_index").exists()
     assert _snapshot(final) == before
     assert {p: p.stat().st_mtime_ns for p in final.iterdir()} == mtimes
-    assert determinism_receipt(final) == receipt
+    assert determinism_receipt(final, "p/") == receipt
 
 
 def test_publish_different_is_e010_and_leaves_the_partition(tmp_path):
@@ -307,18 +307,18 @@ def test_publish_same_names_one_byte_different_is_e010(tmp_path):
 def test_receipt_changes_when_a_byte_changes(tmp_path):
     _, w = _staged(tmp_path)
     folder = w.folder("tile_index")
-    before = determinism_receipt(folder)["sha256_hex"]
+    before = determinism_receipt(folder, "p/")["sha256_hex"]
     victim = w.files["tile_index"][0]
     data = bytearray(victim.read_bytes())
     data[100] ^= 0x01
     victim.write_bytes(bytes(data))
-    assert determinism_receipt(folder)["sha256_hex"] != before
+    assert determinism_receipt(folder, "p/")["sha256_hex"] != before
 
 
 def test_receipt_is_independent_of_batch_sizes(tmp_path):
     a = _write(tmp_path / "a", None).folder("tile_index")
     b = _write(tmp_path / "b", [3, 1, 250]).folder("tile_index")
-    assert determinism_receipt(a)["sha256_hex"] == determinism_receipt(b)["sha256_hex"]
+    assert determinism_receipt(a, "p/")["sha256_hex"] == determinism_receipt(b, "p/")["sha256_hex"]
 
 
 @pytest.mark.parametrize("identical", [True, False])

@@ -443,11 +443,21 @@ def test_inputs_other_than_the_runs_are_reported(built, inputs, tmp_path: Path) 
     assert "E005_ISO_FK" in _codes(result)  # countries_total and the summaries
 
 
-def test_moved_output_is_a_warning_not_a_finding(built, inputs, tmp_path: Path) -> None:
+def test_moved_output_validates_cleanly(built, inputs, tmp_path: Path) -> None:
+    # the receipt records the partition relative to the output root, so a copy elsewhere
+    # is the same evidence: no finding and no warning about the path
     copy = Copy(built["center"], tmp_path / "copy")
     result = _validate(copy.root, inputs, samples=0)
     assert result.ok
-    assert any("partition_path" in w for w in result.warnings)
+    assert not any("partition_path" in w for w in result.warnings)
+
+
+def test_receipt_with_a_machine_path_is_a_finding(built, inputs, tmp_path: Path) -> None:
+    copy = Copy(built["center"], tmp_path / "copy")
+    copy.edit_report(lambda doc: doc["determinism_receipt"].update(partition_path="/abs/x/"))
+    result = _validate(copy.root, inputs, samples=0)
+    assert "E010_IMMUTABLE_PARTITION" in _codes(result)
+    assert any("partition_path" in f.message for f in result.findings)
 
 
 def test_partition_lookup(built, inputs, tmp_path: Path) -> None:

@@ -147,16 +147,22 @@ class DatasetDictionary:
                 )
         return cls({k: datasets[k] for k in DATASET_KEYS})
 
+    def relative(self, key: str, parameter_hash: str) -> str:
+        """The path of ``key`` relative to the output root, exactly as the dictionary
+        spells it (a partition keeps its trailing ``/``)."""
+        return self.templates[key].format(parameter_hash=parameter_hash)
+
     def path(self, key: str, root: str | Path, parameter_hash: str) -> Path:
-        rel = self.templates[key].format(parameter_hash=parameter_hash)
-        return Path(root) / rel.rstrip("/")
+        return Path(root) / self.relative(key, parameter_hash).rstrip("/")
 
 
-def determinism_receipt(partition: Path, recorded_path: Path | None = None) -> dict[str, str]:
-    """SHA-256 over every file's bytes, in ASCII order of relative path (SPEC §7).
+def determinism_receipt(partition: Path, partition_path: str) -> dict[str, str]:
+    """SHA-256 over every file's bytes of ``partition``, in ASCII order of relative path
+    (docs/CONTRACT.md §7).
 
-    ``recorded_path`` is the path written into the receipt when the bytes are hashed
-    from a staged copy before it is renamed into place (default: ``partition``).
+    ``partition_path`` is what the receipt records: the dataset dictionary's path of the
+    partition relative to the output root (:meth:`DatasetDictionary.relative`), so the
+    receipt does not depend on where the output root lives or on a staged copy's path.
     """
     digest = hashlib.sha256()
     files = sorted(
@@ -167,5 +173,4 @@ def determinism_receipt(partition: Path, recorded_path: Path | None = None) -> d
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    shown = partition if recorded_path is None else recorded_path
-    return {"partition_path": str(shown), "sha256_hex": digest.hexdigest()}
+    return {"partition_path": partition_path, "sha256_hex": digest.hexdigest()}

@@ -191,6 +191,8 @@ def build(
         digests = {"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest}
         phash = phash or derive_parameter_hash(predicate, digests, grid.to_json())
         paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
+        # what the evidence records: paths relative to the output root, never the root
+        relative = {key: paths_dict.relative(key, phash) for key in paths_dict.templates}
         events = JsonLinesTelemetry(paths["event_log"], progress=False)
         return _run(
             grid=grid,
@@ -200,6 +202,7 @@ def build(
             phash=phash,
             out=out,
             paths=paths,
+            relative=relative,
             digests=digests,
             meter=meter,
             started=started,
@@ -252,6 +255,7 @@ def _run(
     phash: str,
     out: Path,
     paths: dict[str, Path],
+    relative: dict[str, str],
     digests: dict[str, str],
     meter: ResourceMeter,
     started: datetime,
@@ -305,7 +309,7 @@ def _run(
         rows_emitted = runs.total_rows
         meter.sample()
         # the evidence is complete before anything becomes visible
-        receipt = determinism_receipt(stage / "tile_index", recorded_path=paths["tile_index"])
+        receipt = determinism_receipt(stage / "tile_index", relative["tile_index"])
         usage = meter.sample()
         pat = PatCounters(
             wall_clock_seconds_total=usage.wall_seconds,
@@ -339,7 +343,7 @@ def _run(
             chunk_size=chunk_report,
             started_at=rfc3339_utc(started),
             finished_at=rfc3339_utc(),
-            outputs={k: str(v) for k, v in paths.items()},
+            outputs=dict(relative),
             grid_transform=grid.transform,
         )
         # tile_bounds first: tile_index (whose receipt is the run's identity) lands last

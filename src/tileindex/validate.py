@@ -1067,7 +1067,7 @@ class _Validator:
         bounds_files = self._check_layout(bounds_dir, "tile_bounds")
         readable = self._check_schemas(index_files, TILE_INDEX_SCHEMA, "tile_index")
         readable &= self._check_schemas(bounds_files, TILE_BOUNDS_SCHEMA, "tile_bounds")
-        self._check_receipt(index_dir, report)
+        self._check_receipt(index_dir, self.paths.relative("tile_index", phash), report)
         t = self._timed("report_and_layout", t)
 
         sample_windows = self._pick_windows(layer.rows, samples, seed, window)
@@ -1405,12 +1405,14 @@ class _Validator:
                     )
         return usable
 
-    def _check_receipt(self, index_dir: Path, report: Mapping[str, Any] | None) -> None:
+    def _check_receipt(
+        self, index_dir: Path, relative: str, report: Mapping[str, Any] | None
+    ) -> None:
         c = self.c
         c.ran("determinism receipt", E010)
         if not index_dir.is_dir():
             return
-        receipt = determinism_receipt(index_dir)
+        receipt = determinism_receipt(index_dir, relative)
         self.stats["determinism_receipt"] = receipt
         recorded = report.get("determinism_receipt") if report is not None else None
         if not isinstance(recorded, dict):
@@ -1422,10 +1424,12 @@ class _Validator:
                 f"tile_index bytes hash to {receipt['sha256_hex']}, the report recorded "
                 f"{recorded.get('sha256_hex')!r}: the partition is not what the run published",
             )
-        if recorded.get("partition_path") != str(index_dir):
-            c.warn(
-                f"receipt partition_path {recorded.get('partition_path')!r} is not {index_dir} "
-                "(the output was moved or copied?)"
+        if recorded.get("partition_path") != relative:
+            c.fail(
+                "determinism receipt",
+                E010,
+                f"receipt partition_path {recorded.get('partition_path')!r} is not the "
+                f"partition's path relative to the output root, {relative!r}",
             )
 
     # -- rows -----------------------------------------------------------------------------
