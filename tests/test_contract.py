@@ -226,7 +226,7 @@ def test_an_explicit_parameter_hash_names_the_result(inputs, tmp_path: Path) -> 
     assert result.paths["tile_index"].name == f"parameter_hash={HASH}"
 
 
-@pytest.mark.parametrize("bad", ["AB" * 32, "ab" * 31, "xy" * 32])
+@pytest.mark.parametrize("bad", ["AB" * 32, "ab" * 31, "xy" * 32, "ab" * 32 + "\n"])
 def test_a_malformed_explicit_parameter_hash_is_refused(inputs, tmp_path: Path, bad: str) -> None:
     with pytest.raises(ConfigError, match="64 lowercase hex"):
         build(*inputs, tmp_path / "out", parameter_hash=bad)

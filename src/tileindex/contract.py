@@ -80,11 +80,11 @@ SUMMARY_FIELDS = (
 
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would accept a trailing newline
 
 
 def check_parameter_hash(value: str) -> str:
-    if not isinstance(value, str) or not _HASH_RE.match(value):
+    if not isinstance(value, str) or not _HASH_RE.fullmatch(value):
         raise ConfigError(
             f"parameter hash {value!r} is not 64 lowercase hex characters; pass a SHA-256 "
             "hex digest or omit it to derive one from the inputs"
