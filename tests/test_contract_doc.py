@@ -295,6 +295,34 @@ def test_readme_budget_table_agrees_with_the_contract(doc, readme) -> None:
     assert short == {r["budget"]: _limit(r["limit"]) for r in doc["budgets"]}
 
 
+# -- links ----------------------------------------------------------------------------
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors (lowercase, punctuation dropped, spaces to hyphens) and
+    explicit ``<a id="...">`` anchors."""
+    text = path.read_text(encoding="utf-8")
+    found = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+@pytest.mark.parametrize(("source", "prefix"), [(README, "docs/CONTRACT.md"), (CONTRACT, "")])
+def test_links_into_the_contract_resolve(source: Path, prefix: str) -> None:
+    targets = re.findall(rf"\]\({re.escape(prefix)}#([^)]+)\)", source.read_text())
+    assert targets, f"{source.name} has no links into the contract"
+    missing = sorted(set(targets) - _anchors(CONTRACT))
+    assert not missing, f"{source.name} links to anchors that do not exist: {missing}"
+
+
+def test_readme_points_at_the_contract_not_the_shared_spec() -> None:
+    text = README.read_text()
+    assert "../shared/" not in text
+    assert "](docs/CONTRACT.md)" in text
+
+
 # -- the parser itself --------------------------------------------------------------------
 
 
