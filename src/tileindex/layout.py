@@ -32,7 +32,7 @@ ROWS_PER_ROW_GROUP = 1 << 20
 ROW_GROUPS_PER_FILE = 8
 _PART_DIGITS = 5
 MAX_PARTS = 10**_PART_DIGITS  # a sixth digit would break "ASCII order = row order"
-_PART_RE = re.compile(rf"^part-\d{{{_PART_DIGITS}}}\.parquet$")
+_PART_RE = re.compile(rf"part-\d{{{_PART_DIGITS}}}\.parquet")
 _HASH = "[0-9a-f]{64}"
 
 
@@ -44,7 +44,7 @@ def part_name(index: int) -> str:
 
 
 def is_part_name(name: str) -> bool:
-    return _PART_RE.match(name) is not None
+    return _PART_RE.fullmatch(name) is not None
 
 
 def part_files(folder: Path) -> list[Path]:
