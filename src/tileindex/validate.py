@@ -86,6 +86,7 @@ from shapely.geometry.base import BaseGeometry
 
 from tileindex import legacy
 from tileindex.contract import (
+    BUDGETS,
     PAT_COUNTERS,
     SUMMARY_FIELDS,
     TILE_BOUNDS_SCHEMA,
@@ -120,15 +121,6 @@ E010 = "E010_IMMUTABLE_PARTITION"
 
 COORD_TOLERANCE_DEG = 1e-9
 AREA_REL_TOLERANCE = 1e-8
-GIB = 1 << 30
-BUDGETS = {
-    "max_worker_rss_bytes": GIB,
-    "run_rss_bytes": 2 * GIB,
-    "open_files_peak": 256,
-    "temp_disk_worker_bytes": 2 * GIB,
-    "raster_read_ratio": 1.25,
-    "vector_read_ratio": 1.25,
-}
 # the code of each column: its type, nulls and values are findings of that code
 COLUMN_CODES = {
     "country_iso": E005,
