@@ -93,6 +93,7 @@ def validate_partition(
 
 
 def _locate(out: Path, paths: DatasetDictionary, phash: str | None) -> str:
+    """``phash`` if its partition exists, else the only partition under ``out``."""
     if phash is not None:
         check_parameter_hash(phash)
         if not paths.path("tile_index", out, phash).is_dir():
@@ -117,6 +118,8 @@ def _locate(out: Path, paths: DatasetDictionary, phash: str | None) -> str:
 
 @dataclass(frozen=True)
 class _Options:
+    """The sampled windows (count, seed, size) and whether to run the full legacy recount."""
+
     samples: int
     seed: int
     window: int
@@ -124,8 +127,8 @@ class _Options:
 
 
 class _Validator:
-    """One validation: the checks recorder, the stats and timings it fills, and the
-    grid axes every row and recount check shares."""
+    """One validation: the checks recorder, the grid axes the row and recount checks
+    share, the key and cell checks the row stream feeds, and the stats and timings."""
 
     def __init__(
         self,
