@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from hypothesis import HealthCheck, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Polygon, box
 
@@ -626,7 +626,8 @@ def test_segment_meets_open_box_on_the_edge_cases() -> None:
     assert not meets(-1, 1, 1, -1)  # through a corner only
     assert not meets(1, 0, 2, 1)  # from a corner outwards
     assert not meets(-1e-300, 1e-300, 1e-300, -1e-300)
-    # 1.6e-15 inside the corner: decided in rationals, where GEOS relate says no
+    # 1.6e-15 inside the corner: far enough for float64 to decide (not unsure), where GEOS
+    # relate on the lone segment says no
     px, py, qx, qy = -180.0, 83.59249913518272, -179.96374930015, 83.6287498350327
     x0, x1 = -180.0012493 + 0.0083333333 * 3, -180.0012493 + 0.0083333333 * 4
     y0, y1 = 83.6329165016827 - 0.0083333333, 83.6329165016827
@@ -660,29 +661,26 @@ def _cases(draw: st.DrawFn) -> tuple[Grid, shapely.Geometry]:
     vs = draw(st.lists(unit(nrows), min_size=n, max_size=n))
     cu, cv = sum(us) / n, sum(vs) / n
     order = sorted(range(n), key=lambda i: math.atan2(vs[i] - cv, us[i] - cu))
-    shape = Polygon([(c + a * us[i], f + e * vs[i]) for i in order])
+    # the vertices in angular order may still cross or collapse: keep the polygons of the
+    # repaired ring (two levels: a collection can hold a multipolygon), dissolved
+    fixed = shapely.get_parts(
+        shapely.get_parts(
+            shapely.make_valid(Polygon([(c + a * us[i], f + e * vs[i]) for i in order]))
+        )
+    )
+    shape = shapely.union_all([p for p in fixed if p.geom_type == "Polygon" and p.area > 0])
     if draw(st.booleans()):
         u0, v0 = (draw(st.sampled_from([0.5, 1.0, 1.5])) for _ in range(2))
         shape = shape.difference(box(c + a * u0, f + e * 2.5, c + a * 2.5, f + e * v0))
-    shape = shapely.make_valid(shape)
-    parts = [p for p in shapely.get_parts(shape) if p.geom_type == "Polygon" and p.area > 0]
-    if not parts:
-        return grid, box(c, f + e, c + a, f)
-    return grid, MultiPolygon(parts) if len(parts) > 1 else parts[0]
+    assume(shape.geom_type in ("Polygon", "MultiPolygon") and shape.area > 0)
+    assume(shapely.is_valid(shape))
+    return grid, shape
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(_cases())
 def test_recount_is_exact_on_generated_polygons(case: tuple[Grid, shapely.Geometry]) -> None:
     grid, geom = case
-    if not shapely.is_valid(geom):
-        return
     country = country_geometry("ZZ", [geom])
     full = Window(0, grid.nrows, 0, grid.ncols)
     for predicate in PREDICATES:

@@ -78,6 +78,18 @@ SUMMARY_FIELDS = (
     "tile_id_max",
 )
 
+# docs/CONTRACT.md §9: the budgets the validator checks against the run report's pat
+# counters; the read ratios are multiples of the inputs' file sizes
+_GIB = 1 << 30
+BUDGETS: Mapping[str, float] = {
+    "max_worker_rss_bytes": _GIB,
+    "run_rss_bytes": 2 * _GIB,
+    "open_files_peak": 256,
+    "temp_disk_worker_bytes": 2 * _GIB,
+    "raster_read_ratio": 1.25,
+    "vector_read_ratio": 1.25,
+}
+
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 
 _HASH_RE = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would accept a trailing newline
