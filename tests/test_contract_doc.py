@@ -18,11 +18,10 @@ import pytest
 import shapely
 
 from tileindex import contract, errors
-from tileindex.contract import DatasetDictionary
+from tileindex.contract import BUDGETS, DatasetDictionary
 from tileindex.layout import part_files
 from tileindex.pipeline import BuildResult, build
 from tileindex.report import PatCounters
-from tileindex.validate import BUDGETS
 
 from factories import make_inputs
 
