@@ -266,6 +266,50 @@ def test_the_order_results_arrive_in_does_not_reach_the_bytes(inputs, tmp_path: 
     assert shuffled.summaries == serial.summaries
 
 
+# -- dask is optional ----------------------------------------------------------------
+
+
+def test_builds_without_dask_never_import_it(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path, {"AA": [shapely.box(0, 0, 10, 10)]})
+    script = f"""
+import sys
+import tileindex, tileindex.cli, tileindex.executors
+from tileindex.pipeline import build
+inputs = {[str(p) for p in inputs]!r}
+build(*inputs, {str(tmp_path / "serial")!r}, workers=1)
+build(*inputs, {str(tmp_path / "process")!r}, workers=2, chunk_size=4)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def no_dask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if dask were not installed: ``None`` in sys.modules makes an import fail."""
+    for name in ("dask", "dask.distributed", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.usefixtures("no_dask")
+def test_the_dask_executor_without_dask_names_the_extra() -> None:
+    with pytest.raises(ConfigError, match=r"pip install 'tileindex\[dask\]'"):
+        get_executor("dask", 2)
+    pool, n = get_executor("process", 2)  # the other executors do not need it
+    pool.shutdown()
+    assert n == 2
+
+
+@pytest.mark.usefixtures("no_dask")
+def test_a_dask_build_without_dask_fails_cleanly(inputs, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"tileindex\[dask\]"):
+        build(*inputs, tmp_path, executor="dask", workers=2)
+    assert not (tmp_path / "data").exists()
+
+
 # -- workers die with their parent ----------------------------------------------------
 
 
