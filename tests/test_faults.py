@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
+from tileindex import faults
 from tileindex.errors import DiskFullError, ImmutablePartitionError, WorkerError
-from tileindex.faults import ENV, parse
+from tileindex.faults import ANY_TARGET, ENV, parse
 from tileindex.pipeline import build
 from tileindex.shards import STAGING_DIRNAME, cleanup_stale_staging
 
@@ -64,6 +65,43 @@ def test_fault_spec_is_parsed_strictly() -> None:
         parse("unit:raise")
     with pytest.raises(ValueError, match="action"):
         parse("unit:explode:1")
+    assert parse("part:sleep:*")[0].target == ANY_TARGET
+    with pytest.raises(ValueError, match="SITE:ACTION:TARGET"):
+        parse("unit:raise:some")
+
+
+def test_the_fault_setting_is_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = faults.parse
+    monkeypatch.setattr(faults, "parse", lambda spec: calls.append(spec) or real(spec))
+    faults._planned.cache_clear()
+    monkeypatch.setenv(ENV, "unit:raise:99")
+    for unit in range(50):
+        faults.before("unit", unit, 1)  # units 0-49: none of them fires
+    assert calls == ["unit:raise:99"]
+    monkeypatch.setenv(ENV, "unit:raise:3")  # a changed setting is read anew
+    with pytest.raises(RuntimeError, match="injected fault in unit 3"):
+        faults.before("unit", 3, 1)
+    assert calls == ["unit:raise:99", "unit:raise:3"]
+    faults._planned.cache_clear()
+
+
+def test_a_star_targets_every_task_and_faults_fire_in_the_order_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(faults, "SLEEP_SECONDS", 0.2)
+    monkeypatch.setenv(ENV, "part:sleep:*,part:raise:7")
+    t0 = time.monotonic()
+    faults.before("part", 123, 1)  # sleeps, does not raise
+    assert time.monotonic() - t0 >= 0.2
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="part 7"):
+        faults.before("part", 7, 1)  # sleeps, then raises
+    assert time.monotonic() - t0 >= 0.2
+    t0 = time.monotonic()
+    faults.before("part", 7, 2)  # attempt 2: neither fires
+    faults.before("unit", 7, 1)  # another site
+    assert time.monotonic() - t0 < 0.2
 
 
 @pytest.mark.parametrize("workers", [1, 2])

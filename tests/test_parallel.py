@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from tileindex.errors import ConfigError
+from tileindex.errors import ConfigError, GeometryInvalidError
 from tileindex.executors import SerialExecutor, get_executor
 from tileindex.grid import Window
 from tileindex.pipeline import build
@@ -176,6 +176,7 @@ def test_executor_names_and_worker_counts() -> None:
 def test_a_failing_unit_fails_the_run_and_publishes_nothing(tmp_path: Path) -> None:
     bowtie = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
     inputs = make_inputs(tmp_path, {"AA": [shapely.box(0, 0, 1, 1)], "BO": [bowtie]})
-    with pytest.raises(Exception, match="E001"):
+    with pytest.raises(GeometryInvalidError, match="E001_GEO_INVALID: country BO") as info:
         build(*inputs, tmp_path / "out", workers=2)
+    assert "Self-intersection" in str(info.value) and info.value.context["country_iso"] == "BO"
     assert not (tmp_path / "out" / "data").exists()

@@ -36,7 +36,7 @@ from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
 )
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
-from tileindex.executors import Job, TaskRunner
+from tileindex.executors import ExecutorSpec, Job, TaskRunner
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
@@ -118,7 +118,7 @@ class _Options:
     engine: str
     chunk_size: int | None  # None: adaptive
     workers: int | None
-    executor: str | None
+    executor: ExecutorSpec
     scheduler: str | None
     cache_dir: str | None
     rows_per_row_group: int
@@ -135,7 +135,7 @@ def build(
     engine: str = "fast",
     chunk_size: int | str = DEFAULT_CHUNK_SIZE,
     workers: int | None = 1,
-    executor: str | None = None,
+    executor: ExecutorSpec = None,
     scheduler: str | None = None,
     cache_dir: str | Path | None = None,
     parameter_hash: str | None = None,
