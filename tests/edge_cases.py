@@ -110,7 +110,7 @@ WORLD = Grid(ncols=360, nrows=20, a=1.0, c=-180.5, e=-1.0, f=10.0)
 # it is in [-180, 180]); column 11 spans 180.5 .. 181.5 = -179.5 .. -178.5 wrapped, its
 # centroid 181 published as -179. Rows as in G10.
 EAST = Grid(ncols=20, nrows=10, a=1.0, c=169.5, e=-1.0, f=10.0)
-# The reference WorldPop transform (SPEC §1), cut down to its first 4 columns and its
+# The reference WorldPop transform (docs/CONTRACT.md §1), cut down to its first 4 columns and its
 # first row (y 83.62458 .. 83.63292): column 0 spans -180.0012493 .. -179.992916, so its
 # western sliver, 0.0012493 wide, wraps to 179.9987507 .. 180.
 WORLDPOP = Grid.from_transform(
