@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from factories import make_small_world
+
 
 @pytest.fixture(autouse=True)
 def _private_mask_cache(
@@ -16,3 +18,9 @@ def _private_mask_cache(
     folder = tmp_path_factory.mktemp("mask-cache")
     monkeypatch.setenv("TILEINDEX_CACHE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(iso, countries, raster) of factories' small world, written once; read them only."""
+    return make_small_world(tmp_path_factory.mktemp("small-world"))

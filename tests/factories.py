@@ -1,4 +1,5 @@
-"""Writers of small test inputs: ISO lists, GeoParquet country layers, grid GeoTIFFs."""
+"""Writers of small test inputs (ISO lists, GeoParquet country layers, grid GeoTIFFs) and
+the small world that the end-to-end tests share."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pyproj import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from shapely.geometry.base import BaseGeometry
+
+from tileindex.grid import Grid
 
 # Pass as ``crs`` to write_countries to write ``"crs": null`` (GeoParquet: CRS unknown).
 CRS_NULL = "null"
@@ -159,3 +162,39 @@ def build_args(iso: Path, countries: Path, raster: Path, out: Path, *extra: str)
         "--quiet",
         *extra,
     ]
+
+
+# -- the small world --------------------------------------------------------------------------
+
+# The world of the end-to-end tests (test_pipeline, test_validate, test_parity; conftest's
+# ``small_world`` fixture writes it once per session): a 0.5-degree grid whose west edge
+# overhangs -180 like WorldPop's, so column 0 spans -180.25 .. -179.75 and its western
+# sliver wraps next to +180.
+SMALL_WORLD_GRID = Grid.from_transform(720, 200, (0.5, 0.0, -180.25, 0.0, -0.5, 60.0))
+SMALL_WORLD_COUNTRIES: dict[str, list[BaseGeometry]] = {
+    # a host whose hole is exactly the enclave BB's outline
+    "AA": [
+        shapely.Polygon(
+            [(0, 0), (30, 0), (30, 20), (0, 20)], [[(10, 5), (10, 10), (15, 10), (15, 5)]]
+        )
+    ],
+    "BB": [shapely.box(10, 5, 15, 10)],
+    # two rows for one code, one a sliver thinner than a cell
+    "CC": [shapely.box(-60, 30, -50, 40), shapely.box(-50, 30, -49.9, 35)],
+    # given beyond +180: cut at the antimeridian and wrapped
+    "FJ": [shapely.Polygon([(177, -18), (182.3, -18), (182.3, -15.1), (177, -15.1)])],
+}
+SMALL_WORLD_CODES = ("AA", "BB", "CC", "FJ", "ZZ")  # ZZ: in the ISO list, with no polygon
+
+
+def make_small_world(folder: Path) -> tuple[Path, Path, Path]:
+    """The small world's ``iso.parquet``, ``countries.parquet`` and ``grid.tif``."""
+    grid = SMALL_WORLD_GRID
+    return make_inputs(
+        folder,
+        SMALL_WORLD_COUNTRIES,
+        list(SMALL_WORLD_CODES),
+        ncols=grid.ncols,
+        nrows=grid.nrows,
+        transform=grid.transform,
+    )

@@ -13,6 +13,9 @@ whatever the chunk size. On a disagreement the failure message also gives the an
 of exact rational arithmetic (``_overlaps_exactly``), which GEOS relate does not always
 match for contacts thinner than an ulp (``_EXACT_ANY_OVERLAP``).
 
+The named edge cases (centre on an edge, ±180, slivers, ...) are in tests/edge_cases.py
+and run through all three kinds of engine by tests/test_edge_cases.py.
+
 Polygons are built so they are valid by design (rectangles with nested holes and
 islands, star polygons, triangles, slivers, and shapely unions/differences of those)
 with vertices snapped to cell centres, cell edges and cell corners, so that many
@@ -21,7 +24,6 @@ centroids and cell edges lie exactly on the boundary.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from fractions import Fraction
@@ -67,8 +69,9 @@ _INTERIORS_MEET = "T********"
 
 # How the brute force decides any_overlap. GEOS relate (what the legacy engine uses)
 # misses overlaps thinner than an ulp at a cell corner, which exact arithmetic counts
-# (see test_sub_ulp_corner_overlap_is_included). False follows GEOS relate like the
-# legacy engine; True decides in exact rational arithmetic (SPEC §5 read literally).
+# (the case "corner_overlap_below_an_ulp" in tests/edge_cases.py). False follows GEOS
+# relate like the legacy engine; True decides in exact rational arithmetic
+# (docs/CONTRACT.md §5 read literally).
 _EXACT_ANY_OVERLAP = False
 
 
@@ -463,42 +466,6 @@ def test_kernel_chunking_many(case: tuple[Grid, CountryGeometry]) -> None:
     _check_chunking(*case, sizes=(1, 2, 3, 5, 7, 64))
 
 
-# -- named cases: the grid-aligned shapes of test_legacy.py, through all three engines ------
-
-_G10 = Grid(ncols=10, nrows=10, a=1.0, c=0.0, e=-1.0, f=10.0)
-_WORLD = Grid(ncols=360, nrows=20, a=1.0, c=-180.5, e=-1.0, f=10.0)
-_EAST = Grid(ncols=20, nrows=10, a=1.0, c=169.5, e=-1.0, f=10.0)
-_HOLED = Polygon(
-    [(0, 0), (10, 0), (10, 10), (0, 10)], [[(2.5, 2.5), (6.5, 2.5), (6.5, 6.5), (2.5, 6.5)]]
-)
-
-_NAMED = {
-    "box_through_centroids": (_G10, box(2.5, 4.5, 5.5, 7.5)),
-    "vertex_on_centroid": (_G10, Polygon([(4.5, 4.5), (5.2, 5.0), (5.0, 5.2)])),
-    "hole_through_centroids": (_G10, _HOLED),
-    "island_in_hole": (_G10, MultiPolygon([_HOLED, box(3.5, 3.5, 5.5, 5.5)])),
-    "edge_aligned_box": (_G10, box(3, 3, 6, 6)),
-    "corner_contact": (_G10, Polygon([(5, 5), (7, 5.5), (5.5, 7)])),
-    "sliver": (_G10, box(2.1, 3.2, 2.1 + 1e-9, 3.7)),
-    "equal_to_a_cell": (_G10, box(3, 4, 4, 5)),
-    "last_column": (_G10, box(9.5, 0, 12, 10)),
-    "outside_east_edge": (_G10, box(10, 0, 12, 10)),
-    "diamond_through_corners": (_G10, Polygon([(5, 1), (9, 5), (5, 9), (1, 5)])),
-    "crossing_antimeridian": (_WORLD, box(177, 0, 182, 5)),
-    "west_sliver_wraps": (_WORLD, box(179.6, 0, 180, 5)),
-    "column_zero_east_piece": (_WORLD, box(-180, 0, -179.8, 5)),
-    "east_grid_wrapped_piece": (_EAST, box(-180, 0, -179.8, 5)),
-    "east_grid_wrapped_centroid": (_EAST, box(-179.2, 0, -178.6, 5)),
-}
-
-
-@pytest.mark.parametrize("name", sorted(_NAMED))
-def test_named_cases_agree(name: str) -> None:
-    grid, geom = _NAMED[name]
-    for g in (geom, shapely.reverse(geom)):
-        _check_engines(grid, country_geometry("ZZ", [g]))
-
-
 # A valid triangle of area ~2e-16 whose tip pokes 1e-6 degrees east of -180. GEOS
 # clip_by_rect raises on it ("Invalid number of points in LinearRing found 3"); the
 # normaliser must answer with a result or E001, never a raw GEOSException.
@@ -510,42 +477,10 @@ _CLIP_CRASH = (
 def test_normalise_does_not_leak_geos_errors() -> None:
     geom = shapely.from_wkt(_CLIP_CRASH)
     assert shapely.is_valid(geom)
-    with contextlib.suppress(GeometryInvalidError):
-        country_geometry("ZZ", [geom])
-
-
-# -- sub-ulp contacts at cell corners --------------------------------------------------------
-
-_UNIT = Grid(ncols=1, nrows=1, a=1.0, c=0.0, e=-1.0, f=1.0)  # the cell [0, 1] x [0, 1]
-
-
-def test_sub_ulp_corner_cut_by_a_sliver_is_included() -> None:
-    # The cell (row 1, col 0) is [0, 1] x [0, 1]. The sliver hugs the line x + y = 2
-    # through the cell's corner (1, 1); its vertex (0.3, 1.7) has, in float64,
-    # 0.3 + 1.7 = 2 - 5.6e-17, so its edge (0.3, 1.7)-(2, 0) passes ~1e-17 below and
-    # left of (1, 1): a tiny triangle of the sliver lies inside the cell. GEOS relate on
-    # the polygon agrees; relate against that lone segment does not.
-    grid = Grid(ncols=2, nrows=2, a=1.0, c=0.0, e=-1.0, f=2.0)
-    country = country_geometry("ZZ", [shapely.from_wkt("POLYGON ((0 2, 0.3 1.7, 2 0, 0 2))")])
-    exact, _ = _brute_force(grid, country.geom, "any_overlap", exact=True)
-    assert exact[1, 0]
-    full = Window(0, 2, 0, 2)
-    assert legacy.mask_chunk(grid, full, country, "any_overlap").to_mask()[1, 0]
-    assert kernel.mask_chunk(grid, full, country, "any_overlap").to_mask()[1, 0]
-
-
-def test_sub_ulp_corner_overlap_follows_geos() -> None:
-    # The triangle's edge (0.3, 1.7)-(1.7, 0.3) is the line x + y = 2 - 5.6e-17 in float64
-    # (direction (d, -d) exactly), so it passes below the corner (1, 1) of the unit cell
-    # and the triangle (on the (2, 2) side) overlaps the cell in a triangle of area
-    # ~1.5e-33. Exact rational arithmetic includes the cell; GEOS relate reports a touch.
-    # SPEC §5 decides "on float64 coordinates as given (GEOS-exact semantics)": GEOS's
-    # robust predicates are the reference (README, "Decisions"), so both engines exclude.
-    country = country_geometry(
-        "ZZ", [shapely.from_wkt("POLYGON ((0.3 1.7, 1.7 0.3, 2 2, 0.3 1.7))")]
-    )
-    exact, _ = _brute_force(_UNIT, country.geom, "any_overlap", exact=True)
-    assert exact[0, 0]  # the exact reading would include it
-    window = Window(0, 1, 0, 1)
-    assert legacy.mask_chunk(_UNIT, window, country, "any_overlap").cells_included == 0
-    assert kernel.mask_chunk(_UNIT, window, country, "any_overlap").cells_included == 0
+    try:
+        country = country_geometry("ZZ", [geom])
+    except GeometryInvalidError as err:
+        assert "country ZZ" in str(err)
+    else:  # a result must be what docs/CONTRACT.md §4 promises: valid and within ±180
+        assert shapely.is_valid(country.geom)
+        assert country.bounds[0] >= -180.0 and country.bounds[2] <= 180.0

@@ -24,38 +24,14 @@ from tileindex.errors import (
 )
 from tileindex.pipeline import build
 
-from factories import make_inputs
+from factories import SMALL_WORLD_GRID, make_inputs
 
-# a 0.5-degree grid over part of the globe whose west edge overhangs -180 like WorldPop's
-GRID = (0.5, 0.0, -180.25, 0.0, -0.5, 60.0)
-NCOLS, NROWS = 720, 200
-
-COUNTRIES = {
-    # a host with a hole whose outline is exactly the enclave's
-    "AA": [
-        shapely.Polygon(
-            [(0, 0), (30, 0), (30, 20), (0, 20)], [[(10, 5), (10, 10), (15, 10), (15, 5)]]
-        )
-    ],
-    "BB": [shapely.box(10, 5, 15, 10)],
-    # given beyond +180: cut at the antimeridian and wrapped
-    "FJ": [shapely.Polygon([(177, -18), (182.3, -18), (182.3, -15.1), (177, -15.1)])],
-    # two rows for one code, and a sliver thinner than a cell
-    "CC": [shapely.box(-60, 30, -50, 40), shapely.box(-50, 30, -49.9, 35)],
-}
+NCOLS, NROWS = SMALL_WORLD_GRID.ncols, SMALL_WORLD_GRID.nrows
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    folder = tmp_path_factory.mktemp("inputs")
-    return make_inputs(
-        folder,
-        COUNTRIES,
-        iso_codes=["AA", "BB", "CC", "FJ", "ZZ"],
-        ncols=NCOLS,
-        nrows=NROWS,
-        transform=GRID,
-    )
+def inputs(small_world: tuple[Path, Path, Path]) -> tuple[Path, Path, Path]:
+    return small_world  # factories' small world: an enclave, a sliver, a country across 180
 
 
 def _read(partition: Path):

@@ -7,7 +7,12 @@ import math
 import os
 import pickle
 import re
+import resource
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +63,8 @@ SPEC_SUMMARY = {
     "tile_id_min",
     "tile_id_max",
 }
+# relative to the output root, as the dataset dictionary names it
+PARTITION = f"data/layer1/1B/tile_index/parameter_hash={'0' * 64}/"
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
@@ -74,13 +81,13 @@ def _report(**kw) -> RunReport:
         "grid_dims": {"nrows": 16755, "ncols": 43199},
         "countries_total": 2,
         "rows_emitted": 10,
-        "determinism_receipt": {"partition_path": "/out/p", "sha256_hex": "d" * 64},
+        "determinism_receipt": {"partition_path": PARTITION, "sha256_hex": "d" * 64},
         "pat": _pat(),
         "engine": "serial",
         "chunk_size": 512,
         "started_at": rfc3339_utc(),
         "finished_at": rfc3339_utc(),
-        "outputs": {"tile_index": "/out/p"},
+        "outputs": {"tile_index": PARTITION},
         "grid_transform": (1.0, 0.0, -180.0, 0.0, -1.0, 90.0),
     }
     return RunReport(**(values | kw))
@@ -127,15 +134,15 @@ def test_run_report_has_every_spec_field():
 
 
 @pytest.mark.parametrize(
-    "kw",
+    ("kw", "words"),
     [
-        {"ingress_versions": {"iso": "a", "raster": "c"}},
-        {"grid_dims": {"rows": 1, "cols": 2}},
-        {"determinism_receipt": {"sha256_hex": "d"}},
+        ({"ingress_versions": {"iso": "a", "raster": "c"}}, r"ingress_versions needs .*'raster'\]"),
+        ({"grid_dims": {"rows": 1, "cols": 2}}, r"grid_dims needs nrows and ncols"),
+        ({"determinism_receipt": {"sha256_hex": "d"}}, r"determinism_receipt needs partition_path"),
     ],
 )
-def test_run_report_refuses_incomplete_mappings(kw):
-    with pytest.raises(ValueError):
+def test_run_report_refuses_incomplete_mappings(kw, words):
+    with pytest.raises(ValueError, match=words):
         _report(**kw)
 
 
@@ -166,7 +173,7 @@ def test_write_json_atomic(tmp_path):
 def test_write_json_atomic_failure_keeps_the_old_file(tmp_path):
     path = tmp_path / "r.json"
     write_json_atomic(path, {"v": 1})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not JSON compliant"):
         write_json_atomic(path, {"v": math.nan})
     assert json.loads(path.read_text()) == {"v": 1}
     assert os.listdir(tmp_path) == ["r.json"]
@@ -180,21 +187,48 @@ def test_write_jsonl_atomic(tmp_path):
     ]
     write_jsonl_atomic(path, summaries)
     lines = path.read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [s.to_json() for s in summaries]
+    # compact, one object per line, fields in CountrySummary's order (written out by hand)
+    assert lines[0] == (
+        '{"country_iso":"AD","cells_visited":9,"cells_included":3,"cells_excluded_outside":6,'
+        '"cells_excluded_hole":0,"tile_id_min":1,"tile_id_max":3,"notes":[]}'
+    )
+    assert [CountrySummary.from_json(json.loads(line)) for line in lines] == summaries
     write_jsonl_atomic(path, [])
     assert path.read_text() == ""
 
 
+def _descriptors() -> int:
+    """Open descriptors counted without /proc: every number that fstat accepts."""
+    limit = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16)
+    count = 0
+    for fd in range(limit):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        count += 1
+    return count
+
+
+def _cpu(t: os.times_result) -> float:
+    return t.user + t.system
+
+
 def test_resource_meter_measures_the_process(tmp_path):
+    wall0, cpu0 = time.perf_counter(), os.times()
     meter = ResourceMeter()
     first = meter.sample()
+    cpu1, wall1 = os.times(), time.perf_counter()
+    # the meter counts from its creation, not from the start of the process (which has
+    # run for seconds by now): both readings lie within what was measured around it
+    assert 0 <= first.wall_seconds <= wall1 - wall0
+    assert 0 <= first.cpu_seconds <= _cpu(cpu1) - _cpu(cpu0)
     assert first.rss_peak_bytes > 1 << 20  # a Python with numpy and pyarrow loaded
     assert first.rss_peak_bytes == peak_rss_bytes()
     # the kernel batches per-thread RSS counters, so the two readings may differ by a few pages
     assert first.rss_now_bytes is not None
     assert 0 < first.rss_now_bytes <= first.rss_peak_bytes + (1 << 20)
-    assert first.open_files_now is not None and first.open_files_now >= 3  # stdio at least
-    assert first.wall_seconds >= 0 and first.cpu_seconds >= 0
+    assert first.open_files_now == _descriptors()
 
     handles = [open(tmp_path / f"f{i}", "w") for i in range(20)]  # noqa: SIM115
     try:
@@ -202,10 +236,10 @@ def test_resource_meter_measures_the_process(tmp_path):
     finally:
         for h in handles:
             h.close()
-    assert during.open_files_now >= first.open_files_now + 20
+    assert during.open_files_now == first.open_files_now + 20
     after = meter.sample()
-    assert after.open_files_peak == meter.open_files_peak >= during.open_files_now
-    assert after.open_files_now < during.open_files_now
+    assert after.open_files_now == first.open_files_now
+    assert after.open_files_peak == meter.open_files_peak == during.open_files_now
 
     # allocate (and touch) more than the gap to the lifetime peak: the peak must rise
     grow = first.rss_peak_bytes - first.rss_now_bytes + (64 << 20)
@@ -216,12 +250,46 @@ def test_resource_meter_measures_the_process(tmp_path):
     assert later.rss_peak_bytes >= first.rss_peak_bytes + (32 << 20)
     assert later.cpu_seconds > first.cpu_seconds
     assert later.wall_seconds > first.wall_seconds
-    assert later.rss_peak_children_bytes >= 0
     assert set(later.to_json()) >= {"rss_peak_bytes", "cpu_seconds", "open_files_peak"}
 
 
+# A child that touches 64 MiB, burns 0.2 s of CPU and prints its own peak RSS in bytes.
+_CHILD = """
+import resource, sys, time
+block = b"x" * (64 << 20)
+t = time.process_time()
+while time.process_time() - t < 0.2:
+    pass
+unit = 1 if sys.platform == "darwin" else 1024
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit)
+"""
+
+
+def test_resource_meter_counts_waited_for_children():
+    meter = ResourceMeter()
+    before = meter.sample()
+    done = subprocess.run([sys.executable, "-c", _CHILD], check=True, capture_output=True)
+    child_peak = int(done.stdout)
+    after = meter.sample()
+    assert child_peak >= 64 << 20
+    # the children's peak is the largest child's, in bytes (a KiB slip would be 1024 x off)
+    assert after.rss_peak_children_bytes >= child_peak
+    assert after.rss_peak_children_bytes == peak_rss_bytes(children=True)
+    assert after.cpu_seconds_children - before.cpu_seconds_children >= 0.15
+
+
 def test_module_level_probes():
-    assert peak_rss_bytes() > 0
-    assert peak_rss_bytes(children=True) >= 0
-    assert rss_now_bytes() > 0
-    assert open_files_now() >= 3
+    assert open_files_now() == _descriptors()
+    with open(os.devnull) as _:
+        assert open_files_now() == _descriptors()
+    status = Path("/proc/self/status")
+    if status.exists():  # Linux: the same figures through another interface
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        hwm = int(fields["VmHWM"].split()[0]) * 1024
+        rss = int(fields["VmRSS"].split()[0]) * 1024
+        assert peak_rss_bytes() >= hwm
+        assert abs(rss_now_bytes() - rss) <= 4 << 20
+    now = rss_now_bytes()
+    block = np.ones((48 << 20) // 8)  # touched, so resident
+    assert rss_now_bytes() - now >= 40 << 20
+    assert float(block[-1]) == 1.0
