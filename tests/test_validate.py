@@ -546,8 +546,8 @@ def test_recount_is_exact_on_generated_polygons(case: tuple[Grid, shapely.Geomet
     country = country_geometry("ZZ", [geom])
     full = Window(0, grid.nrows, 0, grid.ncols)
     for predicate in PREDICATES:
-        # the reference is GEOS (the legacy engine); _brute's exact arithmetic may differ
-        # from it on contacts below float resolution (see GEOS_DECIDES)
+        # the reference is GEOS (the legacy engine): exact rational arithmetic may differ
+        # from it on contacts below float resolution (tests/edge_cases.py, sub-ulp cases)
         runs = legacy.mask_chunk(grid, full, country, predicate)
         want = [
             int(r) * grid.ncols + c
