@@ -118,28 +118,6 @@ def test_invalid_geometry_event_names_the_country(tmp_path: Path) -> None:
     assert not (out / "data").exists()
 
 
-def test_plain_progress_names_the_heaviest_unit_left(capsys: pytest.CaptureFixture[str]) -> None:
-    from tileindex.cli._common import ProgressTelemetry
-
-    tele = ProgressTelemetry(live=False, interval_s=0.0)
-    tele.on_start(2, 3)
-    tele.on_event(
-        {
-            "event": "S1_PLAN",
-            "units": [
-                [0, "AA", 0, 10, 500],
-                [1, "RU", 0, 1024, 9_000_000],
-                [2, "RU", 1024, 2048, 8_000_000],
-            ],
-        }
-    )
-    tele.on_event({"event": "S1_UNIT", "unit_id": 1})
-    tele.on_unit_done("RU", 9_000_000, 4_000_000, 1.0)
-    err = capsys.readouterr().err
-    assert "units 1/3" in err
-    assert "heaviest left: RU rows 1024-2048 (8.0 M cells)" in err
-
-
 def test_event_log_records_the_plan(inputs, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, build_args(*inputs, tmp_path / "out", "--workers", "1"))
     assert result.exit_code == 0, result.output

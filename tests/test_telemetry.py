@@ -1,13 +1,16 @@
-"""telemetry: the S1_ERROR event and the callback implementations."""
+"""telemetry: the S1_ERROR event, the callback implementations and the progress display."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 
 import pytest
+from rich.console import Console
 
+from tileindex.cli.progress import ProgressTelemetry
 from tileindex.errors import GeometryInvalidError, ImmutablePartitionError
 from tileindex.report import CountrySummary, PatCounters, RunReport, rfc3339_utc
 from tileindex.telemetry import (
@@ -159,3 +162,78 @@ def test_logging_telemetry_logs_and_never_prints(caplog, capsys):
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "E001_GEO_INVALID" in errors[0].getMessage()
     assert any("FJ: 4 of 10 cells included" in r.getMessage() for r in caplog.records)
+
+
+# -- the progress display of the CLI (tileindex.cli.progress) ---------------------------
+
+
+def _render(tele: ProgressTelemetry, width: int = 80) -> list[str]:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(tele)
+    return console.export_text().splitlines()
+
+
+def _live(units_total: int, countries_total: int = 249) -> ProgressTelemetry:
+    console = Console(width=80, file=io.StringIO())
+    tele = ProgressTelemetry(live=True, console=console)  # not entered: no refresh thread
+    tele.on_start(countries_total, units_total)
+    return tele
+
+
+def _assert_fits(lines: list[str], width: int = 80) -> None:
+    assert lines, "nothing rendered"
+    assert not any("…" in line for line in lines), lines  # no cell cut short
+    assert max(len(line) for line in lines) <= width, lines
+
+
+def test_display_fits_80_columns_with_every_counter_whole() -> None:
+    tele = _live(units_total=12_345)
+    plan = [[0, "RU", 10_240, 11_264, 123_456_789], [1, "AA", 0, 10, 500]]
+    tele.on_event({"event": "S1_PLAN", "units": plan})
+    for _ in range(10_000):
+        tele.on_unit_done("RU", 5_000_000, 2_000_000, 0.1)
+    for _ in range(3):
+        tele.on_country_done(SUMMARY)
+    lines = _render(tele)
+    _assert_fits(lines)
+    text = "\n".join(lines)
+    assert "10000/12345" in text
+    assert "countries 3/249" in text
+    assert "M rows/s" in text and "M cells/s" in text
+    assert "heaviest left: RU rows 10240-11264 (123.5 M cells)" in text
+    assert re.search(r"\b\d:\d\d:\d\d\b", text)  # elapsed time, whole
+
+
+def test_display_fits_80_columns_before_the_first_unit() -> None:
+    lines = _render(_live(units_total=260))
+    _assert_fits(lines)
+    assert "0/260" in "\n".join(lines)
+
+
+def test_display_wraps_a_long_region_key_instead_of_cutting_it() -> None:
+    key = "K" * 128  # the longest key docs/CONTRACT.md §10.1 allows
+    tele = _live(units_total=2, countries_total=10_000)
+    tele.on_event({"event": "S1_PLAN", "units": [[0, key, 0, 1024, 9_000_000]]})
+    lines = _render(tele)
+    _assert_fits(lines)
+    assert key in "".join(line.strip() for line in lines)
+
+
+def test_plain_progress_names_the_heaviest_unit_left(capsys: pytest.CaptureFixture[str]) -> None:
+    tele = ProgressTelemetry(live=False, interval_s=0.0)
+    tele.on_start(2, 3)
+    tele.on_event(
+        {
+            "event": "S1_PLAN",
+            "units": [
+                [0, "AA", 0, 10, 500],
+                [1, "RU", 0, 1024, 9_000_000],
+                [2, "RU", 1024, 2048, 8_000_000],
+            ],
+        }
+    )
+    tele.on_event({"event": "S1_UNIT", "unit_id": 1})
+    tele.on_unit_done("RU", 9_000_000, 4_000_000, 1.0)
+    err = capsys.readouterr().err
+    assert "units 1/3" in err
+    assert "heaviest left: RU rows 1024-2048 (8.0 M cells)" in err

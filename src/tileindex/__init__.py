@@ -1,7 +1,63 @@
-"""tileindex: exact, fast, deterministic country membership for global lon/lat grids."""
+"""tileindex: exact, fast, deterministic country membership for global lon/lat grids.
 
-from tileindex.errors import TileIndexError
-from tileindex.grid import Grid, Window
+The public API: one function per command of the ``tileindex`` CLI, the value each
+returns, and the error types (one root, one class per docs/CONTRACT.md §8 code).
+"""
+
+from tileindex.demo import DemoResult, run_demo
+from tileindex.errors import (
+    AreaNonPositiveError,
+    BoundsError,
+    ConfigError,
+    CrsMismatchError,
+    DiskFullError,
+    DuplicateTileError,
+    GeometryInvalidError,
+    ImmutablePartitionError,
+    InclusionRuleError,
+    InputError,
+    InputFileError,
+    IsoForeignKeyError,
+    OutputError,
+    PerfBudgetError,
+    RasterMismatchError,
+    TileIndexError,
+    WorkerError,
+)
+from tileindex.parity import ParityResult, run_parity
 from tileindex.pipeline import BuildResult, build
+from tileindex.prepare import PrepareResult, prepare_inputs
+from tileindex.preview import PreviewResult, render_preview
+from tileindex.validate import ValidationResult, validate_partition
 
-__all__ = ["BuildResult", "Grid", "TileIndexError", "Window", "build"]
+__all__ = [
+    "AreaNonPositiveError",
+    "BoundsError",
+    "BuildResult",
+    "ConfigError",
+    "CrsMismatchError",
+    "DemoResult",
+    "DiskFullError",
+    "DuplicateTileError",
+    "GeometryInvalidError",
+    "ImmutablePartitionError",
+    "InclusionRuleError",
+    "InputError",
+    "InputFileError",
+    "IsoForeignKeyError",
+    "OutputError",
+    "ParityResult",
+    "PerfBudgetError",
+    "PrepareResult",
+    "PreviewResult",
+    "RasterMismatchError",
+    "TileIndexError",
+    "ValidationResult",
+    "WorkerError",
+    "build",
+    "prepare_inputs",
+    "render_preview",
+    "run_demo",
+    "run_parity",
+    "validate_partition",
+]

@@ -144,19 +144,86 @@ def build(
     rows_per_row_group: int = ROWS_PER_ROW_GROUP,
     row_groups_per_file: int = ROW_GROUPS_PER_FILE,
 ) -> BuildResult:
-    """Build and publish the tile index of every country in the ISO list (SPEC §1).
+    """Build and publish the tile index of every country in the ISO list.
 
-    ``workers`` None uses every core; ``executor`` None picks ``serial`` for one worker
-    and ``process`` otherwise; ``executor="dask"`` runs on the dask scheduler at
-    ``scheduler``, or on a LocalCluster of ``workers`` processes when it is None. The
-    ``cache_dir`` keeps the masked units on disk (see :mod:`tileindex.cache`). The
-    published bytes depend on none of these, nor on ``chunk_size`` (cells per side of a
-    square chunk, or ``"auto"``: full-width chunks sized by the country's segments).
-    ``rows_per_row_group`` and ``row_groups_per_file`` set the part file layout; they
-    change the bytes, so keep the defaults unless you know why.
-    Raises a :class:`~tileindex.errors.TileIndexError` subclass on any
-    problem; nothing is published then, and an ``S1_ERROR`` event is written to the
-    event log when the parameter hash is known.
+    Every grid cell that belongs to a country under ``predicate`` becomes a row of
+    ``tile_index`` and ``tile_bounds``, published atomically under ``out`` with a run
+    report, per-country summaries and a determinism receipt (docs/CONTRACT.md §1, §6-§8).
+    Publishing the same result again is a no-op (``outcome == "identical"``).
+
+    The defaults differ from ``tileindex build``'s on purpose: a library call runs in
+    the calling process (``workers=1``) and writes nothing outside ``out``
+    (``cache_dir=None``), so it is safe to call from any script, notebook or service.
+    A process pool uses the ``spawn`` start method, which re-imports the caller's
+    ``__main__``, so a script that asks for ``workers > 1`` needs an
+    ``if __name__ == "__main__":`` guard; and a mask cache is a folder in the user's
+    home. The CLI is a whole program, so it takes all cores and the cache by default.
+    Pass ``workers=None`` and ``cache_dir=tileindex.cache.default_cache_dir()`` to get
+    the CLI's behaviour. None of these options changes the published bytes.
+
+    Parameters
+    ----------
+    iso, countries, raster
+        The three sealed inputs (docs/CONTRACT.md §2): the ISO 3166 list (parquet or
+        CSV, column ``country_iso``), the country polygons (GeoParquet, EPSG:4326) and
+        the raster that defines the grid.
+    out
+        The output root; datasets, reports and the event log are written below it at
+        the dataset dictionary's paths.
+    predicate
+        ``"center"`` or ``"any_overlap"`` (docs/CONTRACT.md §5); anything else raises
+        :class:`~tileindex.errors.InclusionRuleError` (E008_INCLUSION_RULE).
+    engine
+        ``"fast"`` (the exact vectorised kernel) or ``"legacy"`` (the per-cell
+        reference); both publish the same bytes.
+    chunk_size
+        Cells per side of a square work chunk, or ``"auto"``: full-width chunks sized
+        by each country's boundary segments. Bounds memory, not the output.
+    workers
+        Worker processes; ``1`` (default) runs in this process, ``None`` uses every core.
+    executor
+        ``"serial"``, ``"process"`` or ``"dask"``; ``None`` picks ``serial`` for one
+        worker and ``process`` otherwise. ``dask`` needs ``pip install 'tileindex[dask]'``.
+    scheduler
+        With ``executor="dask"``: the address of an existing scheduler; ``None`` starts
+        a LocalCluster of ``workers`` processes.
+    cache_dir
+        Folder of the mask cache (see :mod:`tileindex.cache`); ``None`` (default)
+        neither reads nor writes one.
+    parameter_hash
+        64 lowercase hex to publish under instead of the identity derived from the
+        inputs, predicate and grid (docs/CONTRACT.md §7).
+    dictionary
+        A dataset dictionary YAML replacing the built-in one.
+    telemetry
+        Observer of progress and events (:class:`~tileindex.telemetry.Telemetry`);
+        ``None`` observes nothing.
+    rows_per_row_group, row_groups_per_file
+        The part file layout. They change the bytes: keep the defaults unless you
+        know why.
+
+    Returns
+    -------
+    BuildResult
+        Identity, outcome (``"published"`` or ``"identical"``), counts, the run report
+        and the paths of everything written.
+
+    Raises
+    ------
+    TileIndexError
+        A subclass naming the problem (its ``code`` is the contract's error code, if
+        it has one); nothing is published then, and an ``S1_ERROR`` event is written
+        to the event log when the parameter hash is known.
+
+    Examples
+    --------
+    >>> import tileindex
+    >>> result = tileindex.build(  # doctest: +SKIP
+    ...     "iso.parquet", "countries.parquet", "grid.tif", "out/", workers=2
+    ... )
+    >>> result.outcome, result.rows_emitted  # doctest: +SKIP
+    ('published', 425)
+    >>> result.report.determinism_receipt["sha256_hex"]  # doctest: +SKIP
     """
     meter = ResourceMeter()
     started = datetime.now(UTC)

@@ -1,10 +1,19 @@
-"""The ``tileindex`` command line: one module per subcommand, each a thin wrapper."""
+"""The ``tileindex`` command line: one module per subcommand, each parsing its options
+(shared ones from :mod:`tileindex.cli.options`) and calling one library function."""
 
 from __future__ import annotations
 
+import logging
+
 import click
 
-from tileindex.cli._common import configure_logging
+__all__ = ["main"]
+
+
+def configure_logging(verbose: int) -> None:
+    """The only place that sets up logging handlers (the library only logs)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 @click.group(

@@ -7,38 +7,30 @@ from pathlib import Path
 import click
 
 from tileindex.cache import default_cache_dir
-from tileindex.cli._common import (
-    INPUT_FILE,
-    clean_errors,
+from tileindex.cli.errors import clean_errors
+from tileindex.cli.options import (
+    dictionary_option,
     input_options,
-    print_build_summary,
-    progress_telemetry,
+    metrics_out_option,
+    out_written_option,
+    parameter_hash_option,
+    predicate_option,
+    quiet_option,
+    workers_option,
 )
+from tileindex.cli.output import print_build_summary
+from tileindex.cli.progress import progress_telemetry
+from tileindex.errors import OutputError
 from tileindex.executors import EXECUTORS
 from tileindex.metrics import write_metrics
 from tileindex.pipeline import DEFAULT_CHUNK_SIZE, ENGINES
 from tileindex.pipeline import build as run_build
-from tileindex.predicates import PREDICATES
 
 
 @click.command(name="build")
 @input_options
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Output root; datasets and reports go below it.",
-)
-@click.option(
-    "--predicate",
-    type=click.Choice(PREDICATES),
-    default="center",
-    show_default=True,
-    help=(
-        "center: the cell's centroid is in the country; "
-        "any_overlap: cell and country overlap with positive area."
-    ),
-)
+@out_written_option("the output root; datasets, reports and the event log go below it.")
+@predicate_option()
 @click.option(
     "--engine",
     type=click.Choice(sorted(ENGINES)),
@@ -56,17 +48,13 @@ from tileindex.predicates import PREDICATES
         "country's boundary. Memory is bounded by it; the output does not depend on it."
     ),
 )
-@click.option(
-    "--workers",
-    type=int,
-    default=None,
-    help="Worker processes (default: all cores; 1 runs in this process).",
-)
+@workers_option
 @click.option(
     "--executor",
     type=click.Choice(EXECUTORS),
     default=None,
-    help="serial, process or dask (default: serial for one worker, process otherwise).",
+    help="serial, process or dask (default: serial for one worker, process otherwise; "
+    "dask needs the extra: pip install 'tileindex[dask]').",
 )
 @click.option(
     "--scheduler",
@@ -78,30 +66,16 @@ from tileindex.predicates import PREDICATES
     "--cache-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Mask cache folder (default: $TILEINDEX_CACHE_DIR or ~/.cache/tileindex/masks).",
+    help="Written and read: the mask cache folder "
+    "(default: $TILEINDEX_CACHE_DIR or ~/.cache/tileindex/masks).",
 )
 @click.option("--no-cache", is_flag=True, help="Do not read or write the mask cache.")
-@click.option(
-    "--parameter-hash",
-    default=None,
-    help=(
-        "64 lowercase hex identity of the run "
-        "(default: derived from the inputs, predicate and grid)."
-    ),
+@parameter_hash_option(
+    "the identity to publish under (default: derived from the inputs, predicate and grid)."
 )
-@click.option(
-    "--dictionary",
-    type=INPUT_FILE,
-    default=None,
-    help="Dataset dictionary YAML (default: the built-in one).",
-)
-@click.option(
-    "--metrics-out",
-    type=INPUT_FILE,
-    default=None,
-    help="Write run metrics in Prometheus text format to FILE (and FILE.json).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@dictionary_option()
+@metrics_out_option
+@quiet_option
 def build(
     iso: Path,
     countries: Path,
@@ -147,5 +121,12 @@ def build(
         )
     print_build_summary(result)
     if metrics_out is not None and result.metrics is not None:
-        prom, js = write_metrics(metrics_out, result.metrics)
+        with clean_errors():
+            try:
+                prom, js = write_metrics(metrics_out, result.metrics)
+            except OSError as exc:  # the published partition stands; only the metrics failed
+                raise OutputError(
+                    f"cannot write --metrics-out {metrics_out}: {exc.strerror or exc}; "
+                    "the tile index was published"
+                ) from exc
         click.echo(f"metrics: {prom} and {js}")

@@ -9,35 +9,29 @@ from rich.console import Console
 from rich.table import Table
 
 from tileindex.cache import default_cache_dir
-from tileindex.cli._common import clean_errors, print_build_summary, progress_telemetry
+from tileindex.cli.errors import clean_errors
+from tileindex.cli.options import (
+    out_written_option,
+    predicate_option,
+    quiet_option,
+    resolution_option,
+    workers_option,
+)
+from tileindex.cli.output import print_build_summary
+from tileindex.cli.progress import progress_telemetry
 from tileindex.demo import DEFAULT_DEMO_DIR, run_demo
-from tileindex.predicates import PREDICATES
 
 
 @click.command(name="demo")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+@out_written_option(
+    "the folder for the prepared inputs, the output root and the preview map.",
     default=DEFAULT_DEMO_DIR,
-    show_default=True,
-    help="Folder for the cached inputs, the published datasets and the preview map.",
 )
-@click.option(
-    "--resolution",
-    type=float,
-    default=30.0,
-    show_default=True,
-    help="Grid resolution in arc-seconds (30 = the WorldPop 1 km grid; 150 is a quick try).",
-)
-@click.option("--predicate", type=click.Choice(PREDICATES), default="center", show_default=True)
-@click.option(
-    "--workers",
-    type=int,
-    default=None,
-    help="Worker processes (default: all cores; 1 runs in this process).",
-)
+@resolution_option(help="150 is a quick try.")
+@predicate_option()
+@workers_option
 @click.option("--no-cache", is_flag=True, help="Do not read or write the mask cache.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@quiet_option
 def demo(
     out: Path, resolution: float, predicate: str, workers: int | None, no_cache: bool, quiet: bool
 ) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import clean_errors, input_options, window_options
+from tileindex.cli.errors import clean_errors
+from tileindex.cli.options import (
+    input_options,
+    json_option,
+    predicate_option,
+    window_options,
+)
 from tileindex.parity import ParityResult, run_parity
 from tileindex.predicates import PREDICATES
 
@@ -20,14 +26,8 @@ from tileindex.predicates import PREDICATES
     help="Comma-separated ISO alpha-2 codes, e.g. US,BR,IN,IS.",
 )
 @window_options(64, 4, "Windows per country (3 in 4 centred on its boundary).", min_samples=1)
-@click.option(
-    "--predicate",
-    type=click.Choice([*PREDICATES, "both"]),
-    default="both",
-    show_default=True,
-    help="Predicate(s) to compare.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@predicate_option(compare=True)
+@json_option
 def parity(
     iso: Path,
     countries: Path,

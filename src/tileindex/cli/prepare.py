@@ -6,33 +6,18 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import clean_errors
-from tileindex.prepare import (
-    MIN_RESOLUTION_ARCSEC,
-    WORLDPOP_ARCSEC,
-    PrepareResult,
-    prepare_inputs,
-)
+from tileindex.cli.errors import clean_errors
+from tileindex.cli.options import out_written_option, resolution_option
+from tileindex.prepare import MIN_RESOLUTION_ARCSEC, PrepareResult, prepare_inputs
 
 
-@click.command(short_help="Build the ISO list, country polygons and grid raster offline.")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, writable=True, path_type=Path),
-    metavar="DIR",
-    help="Folder for the prepared files (created if missing).",
+@click.command(
+    short_help="Build the ISO list, country polygons and grid raster offline.",
 )
-@click.option(
-    "--resolution",
+@out_written_option("the folder for the prepared files (created if missing).", dest="out_dir")
+@resolution_option(
     "resolution_arcsec",
-    type=float,
-    default=WORLDPOP_ARCSEC,
-    show_default=True,
-    metavar="ARCSEC",
-    help="Grid cell size in arc-seconds. 30 is the WorldPop 2020 1 km grid, exactly; "
-    f"others keep its top-left corner and extent (minimum {MIN_RESOLUTION_ARCSEC:g}).",
+    f"Others keep its top-left corner and extent (minimum {MIN_RESOLUTION_ARCSEC:g}).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace prepared files already in DIR.")
 def prepare(out_dir: Path, resolution_arcsec: float, overwrite: bool) -> None:

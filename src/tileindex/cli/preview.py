@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import clean_errors
+from tileindex.cli.errors import clean_errors
+from tileindex.cli.options import (
+    dictionary_option,
+    out_read_option,
+    parameter_hash_option,
+)
 from tileindex.errors import ConfigError
 from tileindex.preview import MAX_WIDTH, MIN_WIDTH, PreviewResult, parse_bbox, render_preview
 
@@ -26,23 +31,13 @@ class _BBox(click.ParamType):
 
 
 @click.command(name="preview", short_help="Draw a published tile index as a PNG map.")
-@click.option(
-    "--out",
-    "root",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Output root that 'tileindex build --out' wrote to.",
-)
-@click.option(
-    "--parameter-hash",
-    default=None,
-    help="Partition to draw (default: the only one under OUT).",
-)
+@out_read_option(dest="root")
+@parameter_hash_option("the partition to draw (default: the only one under OUT).")
 @click.option(
     "--png",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="PNG file to write.",
+    help="Written: the PNG file.",
 )
 @click.option(
     "--bbox",
@@ -57,12 +52,7 @@ class _BBox(click.ParamType):
     show_default=True,
     help="Width of the PNG in pixels.",
 )
-@click.option(
-    "--dictionary",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Dataset dictionary YAML the build used (default: the built-in one).",
-)
+@dictionary_option("the dataset dictionary YAML the build used (default: the built-in one).")
 @click.option("--overwrite", is_flag=True, help="Replace the PNG if it exists.")
 def preview(
     root: Path,

@@ -7,22 +7,22 @@ from pathlib import Path
 
 import click
 
-from tileindex.cli._common import INPUT_FILE, clean_errors, input_options, window_options
+from tileindex.cli.errors import clean_errors
+from tileindex.cli.options import (
+    dictionary_option,
+    input_options,
+    json_option,
+    out_read_option,
+    parameter_hash_option,
+    quiet_option,
+    window_options,
+)
 from tileindex.validate import ValidationResult, validate_partition
 
 
 @click.command(name="validate")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Output root of a build.",
-)
-@click.option(
-    "--parameter-hash",
-    default=None,
-    help="Partition to validate (default: the only one under --out).",
-)
+@out_read_option()
+@parameter_hash_option("the partition to validate (default: the only one under OUT).")
 @input_options
 @window_options(32, 8, "Windows re-decided cell by cell with the legacy engine.")
 @click.option(
@@ -30,11 +30,9 @@ from tileindex.validate import ValidationResult, validate_partition
     is_flag=True,
     help="Also re-decide every cell of every country with the legacy engine (slow).",
 )
-@click.option(
-    "--dictionary", type=INPUT_FILE, default=None, help="Dataset dictionary YAML of the build."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@dictionary_option("the dataset dictionary YAML the build used (default: the built-in one).")
+@json_option
+@quiet_option
 def validate(
     out: Path,
     parameter_hash: str | None,

@@ -1,0 +1,306 @@
+"""Every option the ``tileindex`` commands share, defined once.
+
+A flag means the same wherever it appears; where one name has two roles, the help text
+of each command says which (``Written:`` or ``Read:``).
+
+--out DIR             build: the output root, written (datasets, reports and the event
+                      log go below it; created if missing).
+                      validate, preview: an output root that 'tileindex build' wrote,
+                      read.
+                      prepare: the folder the three prepared inputs are written to.
+                      demo: the folder the demo writes everything to (inputs, output
+                      root, preview map).
+--iso FILE            read: the ISO 3166 list (parquet or CSV, column country_iso).
+--countries FILE      read: the country polygons (GeoParquet, EPSG:4326).
+--raster FILE         read: the raster that defines the grid (docs/CONTRACT.md §2).
+--parameter-hash HEX  64 lowercase hex (docs/CONTRACT.md §7). build: the identity to
+                      publish under instead of the derived one; validate, preview: the
+                      partition to read (default: the only one under --out).
+--dictionary FILE     read: the dataset dictionary YAML (default: the built-in one).
+--predicate NAME      the inclusion rule, center or any_overlap (docs/CONTRACT.md §5);
+                      parity also takes both.
+--workers N           worker processes (default: all cores; 1 runs in
+                      this process).
+--resolution ARCSEC   grid cell size in arc-seconds (30 = the WorldPop 1 km grid).
+--metrics-out FILE    written: run metrics in Prometheus text format (and FILE.json).
+--json                print the result as JSON on stdout.
+-q, --quiet           no progress display on stderr.
+--window, --samples, --seed
+                      validate, parity: the side in cells, number and seed of the
+                      windows re-decided by the legacy engine.
+
+Values the contract defines (a predicate, a parameter hash) are checked by the same
+library function the API uses (:class:`ContractValue`), so a refusal carries the
+contract's error code whether the CLI or the library sees the value first, and reads
+like any error the library raises (:func:`tileindex.cli.errors.report_error`): one line
+with its code and an ``S1_ERROR`` event on stderr (docs/CONTRACT.md §8), exit status 1.
+Other values the library checks (``--workers``, ``--chunk-size``, ``--resolution``)
+are passed through and refused by it the same way. A malformed command line (a missing
+or unknown option, a value of the wrong shape such as ``--bbox 1,2,3``) is a click
+usage error, exit status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tileindex.cli.errors import report_error
+from tileindex.contract import check_parameter_hash
+from tileindex.errors import InclusionRuleError, TileIndexError
+from tileindex.predicates import PREDICATES, check_predicate
+from tileindex.prepare import WORLDPOP_ARCSEC
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+__all__ = [
+    "ContractValue",
+    "OptionError",
+    "dictionary_option",
+    "input_options",
+    "json_option",
+    "metrics_out_option",
+    "out_read_option",
+    "out_written_option",
+    "parameter_hash_option",
+    "predicate_option",
+    "quiet_option",
+    "resolution_option",
+    "window_options",
+    "workers_option",
+]
+
+
+class OptionError(click.ClickException):
+    """A refused option value, shown like a library error: one line with its code, an
+    ``S1_ERROR`` event, exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, error: TileIndexError, option: str | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.option = option
+
+    def show(self, file: Any = None) -> None:
+        report_error(self.error, self.option)
+
+
+def _option_name(param: click.Parameter | None) -> str | None:
+    if param is None:
+        return None
+    opts = getattr(param, "opts", None)
+    return max(opts, key=len) if opts else param.name
+
+
+class ContractValue(click.ParamType):
+    """A value checked by the library's own checker (a ``TileIndexError`` on refusal).
+
+    ``choices``, when given, are offered by ``--help`` and shell completion; the checker
+    alone decides what is valid, so its error (and code) is the one the user sees.
+    """
+
+    def __init__(
+        self, name: str, check: Callable[[str], object], choices: Sequence[str] = ()
+    ) -> None:
+        self.name = name
+        self._check = check
+        self.choices = tuple(choices)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            self._check(value)
+        except TileIndexError as exc:
+            raise OptionError(exc, _option_name(param)) from None
+        return value
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(c) for c in self.choices if c.startswith(incomplete)]
+
+
+def _check_parity_predicate(value: str) -> None:
+    if value != "both" and value not in PREDICATES:
+        raise InclusionRuleError(
+            f"unknown predicate {value!r}; valid predicates are {', '.join(PREDICATES)}, "
+            "or both to compare each"
+        )
+
+
+def _stack(*options: Decorator) -> Decorator:
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+_INPUT_FILE = click.Path(path_type=Path, dir_okay=False)  # existence: the reader's message
+_OUTPUT_FILE = click.Path(path_type=Path, dir_okay=False)  # written; need not exist
+
+
+def out_written_option(help: str, default: Path | None = None, dest: str = "out") -> Decorator:
+    """``--out`` as a folder a command writes (build, prepare, demo)."""
+    # click >= 8.3 takes an explicit default=None as a default, which defeats required
+    given: dict[str, Any] = {"required": True} if default is None else {"default": default}
+    return click.option(
+        "--out",
+        dest,
+        type=click.Path(path_type=Path, file_okay=False),
+        show_default=default is not None,
+        metavar="DIR",
+        help=f"Written: {help}",
+        **given,
+    )
+
+
+def out_read_option(dest: str = "out") -> Decorator:
+    """``--out`` as the output root of a build that a command reads (validate, preview)."""
+    return click.option(
+        "--out",
+        dest,
+        # not exists=True: the library's error says how to get a root ('tileindex build')
+        type=click.Path(path_type=Path, file_okay=False),
+        required=True,
+        metavar="DIR",
+        help="Read: the output root that 'tileindex build --out' wrote.",
+    )
+
+
+input_options = _stack(
+    click.option(
+        "--iso",
+        "iso",
+        type=_INPUT_FILE,
+        required=True,
+        help="Read: ISO 3166 list (parquet or CSV, column country_iso).",
+    ),
+    click.option(
+        "--countries",
+        type=_INPUT_FILE,
+        required=True,
+        help="Read: country polygons (GeoParquet, EPSG:4326, columns country_iso, geom).",
+    ),
+    click.option(
+        "--raster",
+        type=_INPUT_FILE,
+        required=True,
+        help="Read: raster that defines the grid (any GDAL raster, EPSG:4326, north-up).",
+    ),
+)
+"""The three sealed inputs, as every command that reads them names them."""
+
+
+def parameter_hash_option(help: str) -> Decorator:
+    """``--parameter-hash``, checked like the library checks it."""
+    return click.option(
+        "--parameter-hash",
+        type=ContractValue("HEX", check_parameter_hash),
+        default=None,
+        metavar="HEX",
+        help=f"64 lowercase hex: {help}",
+    )
+
+
+def dictionary_option(
+    help: str = "Dataset dictionary YAML (default: the built-in one).",
+) -> Decorator:
+    return click.option(
+        "--dictionary", type=_INPUT_FILE, default=None, metavar="FILE", help=f"Read: {help}"
+    )
+
+
+_PREDICATE_HELP = (
+    "center: the cell's centroid is in the country; "
+    "any_overlap: cell and country overlap with positive area."
+)
+
+
+def predicate_option(compare: bool = False) -> Decorator:
+    """``--predicate``; with ``compare`` (parity) it also takes ``both``, the default."""
+    choices = (*PREDICATES, "both") if compare else PREDICATES
+    return click.option(
+        "--predicate",
+        type=ContractValue(
+            "predicate", _check_parity_predicate if compare else check_predicate, choices
+        ),
+        default="both" if compare else "center",
+        show_default=True,
+        metavar=f"[{'|'.join(choices)}]",
+        help=("Predicate(s) to compare. " if compare else "") + _PREDICATE_HELP,
+    )
+
+
+def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--workers",
+        type=int,  # the library refuses < 1, with the same message as the API's
+        default=None,
+        metavar="N",
+        help="Worker processes (default: all cores; 1 runs in this process).",
+    )(fn)
+
+
+def resolution_option(dest: str = "resolution", help: str = "") -> Decorator:
+    return click.option(
+        "--resolution",
+        dest,
+        type=float,
+        default=WORLDPOP_ARCSEC,
+        show_default=True,
+        metavar="ARCSEC",
+        help="Grid cell size in arc-seconds (30 = the WorldPop 2020 1 km grid, exactly)."
+        + (f" {help}" if help else ""),
+    )
+
+
+def metrics_out_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--metrics-out",
+        type=_OUTPUT_FILE,
+        default=None,
+        metavar="FILE",
+        help="Written: run metrics in Prometheus text format to FILE (and FILE.json).",
+    )(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."
+    )(fn)
+
+
+def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")(fn)
+
+
+def window_options(window: int, samples: int, samples_help: str, min_samples: int = 0) -> Decorator:
+    """``--window``, ``--samples`` and ``--seed`` of the commands that draw windows."""
+    return _stack(
+        click.option(
+            "--window",
+            type=click.IntRange(min=1),
+            default=window,
+            show_default=True,
+            help="Side of a window, in cells.",
+        ),
+        click.option(
+            "--samples",
+            type=click.IntRange(min=min_samples),
+            default=samples,
+            show_default=True,
+            help=samples_help,
+        ),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of the window draw."
+        ),
+    )
