@@ -19,9 +19,9 @@ from tileindex import shards
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA, determinism_receipt
 from tileindex.errors import DuplicateTileError, ImmutablePartitionError
 from tileindex.grid import Grid
+from tileindex.layout import DATASETS
 from tileindex.rows import iter_batches
 from tileindex.shards import (
-    DATASETS,
     STAGING_DIRNAME,
     DatasetWriter,
     PublishOutcome,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from tileindex.fsio import write_atomic
 from tileindex.grid import Grid, Window
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,7 @@ class MaskCache:
             counts=counts,
             sha256=np.array(_digest(arrays)),
         )
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        write_atomic(self._path(key), buf.getvalue())
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*/*.npz"))

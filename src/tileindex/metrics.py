@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tileindex.fsio import write_atomic
 from tileindex.report import write_json_atomic
 
 UNIT_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -82,10 +82,7 @@ def _histogram(name: str, help_text: str, values: Sequence[float], labels: str) 
 def write_metrics(path: Path, metrics: RunMetrics) -> tuple[Path, Path]:
     """Write ``path`` (Prometheus text format) and ``path.json`` alongside."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(metrics.to_prometheus())
-    tmp.replace(path)
+    write_atomic(path, metrics.to_prometheus().encode("utf-8"))
     json_path = path.with_name(path.name + ".json")
-    write_json_atomic(json_path, json.loads(json.dumps(metrics.to_json())))
+    write_json_atomic(json_path, metrics)
     return path, json_path

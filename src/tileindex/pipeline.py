@@ -37,9 +37,11 @@ from tileindex.contract import (
 )
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import Job, TaskRunner
+from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.layout import DATASETS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 from tileindex.metrics import RunMetrics
 from tileindex.plan import (
     RunTable,
@@ -60,7 +62,6 @@ from tileindex.report import (
     write_jsonl_atomic,
 )
 from tileindex.shards import (
-    DATASETS,
     cleanup_stale_staging,
     discard_staging,
     publish_partitions,
@@ -74,8 +75,6 @@ from tileindex.tasks import (
     encode_part,
     get_engine,
     mask_unit,
-    part_name,
-    sha256_file,
 )
 from tileindex.telemetry import (
     JsonLinesTelemetry,
@@ -88,8 +87,6 @@ from tileindex.telemetry import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = "auto"
-ROWS_PER_ROW_GROUP = 1 << 20
-ROW_GROUPS_PER_FILE = 8
 # staging folders of dead processes older than this are removed at the next build
 STALE_STAGING_SECONDS = 60.0
 

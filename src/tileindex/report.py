@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import secrets
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tileindex.contract import CONTRACT_VERSION
+from tileindex.fsio import write_atomic
 
 INGRESS_KEYS = ("iso", "countries", "raster")
 
@@ -181,34 +181,13 @@ class RunReport:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` (or ``obj.to_json()``) as pretty JSON; readers never see a partial file."""
     text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    _write_atomic(Path(path), text.encode("utf-8"))
+    write_atomic(Path(path), text.encode("utf-8"))
 
 
 def write_jsonl_atomic(path: Path, objs: Iterable[Any]) -> None:
     """Write one compact JSON object per line, atomically."""
     lines = [json.dumps(_jsonable(o), separators=(",", ":"), allow_nan=False) for o in objs]
-    _write_atomic(Path(path), "".join(line + "\n" for line in lines).encode("utf-8"))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the final mode, like a plain open() would
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(Path(path), "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 # -- measuring resources --------------------------------------------------------------

@@ -9,7 +9,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,14 +21,13 @@ import pyarrow.parquet as pq
 
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
 from tileindex.errors import DuplicateTileError, ImmutablePartitionError
+from tileindex.fsio import fsync_dir, fsync_file, fsync_tree, iter_tree, make_dirs
+from tileindex.layout import DATASETS, MAX_PARTS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 
 log = logging.getLogger(__name__)
 
 STAGING_DIRNAME = ".tileindex-staging"
-DATASETS = ("tile_index", "tile_bounds")
 _SCHEMAS = {"tile_index": TILE_INDEX_SCHEMA, "tile_bounds": TILE_BOUNDS_SCHEMA}
-_PART_DIGITS = 5
-_MAX_PARTS = 10**_PART_DIGITS  # a sixth digit would break "ASCII order = row order"
 _MAX_ROW_GROUP = 64 * 1024 * 1024  # parquet-cpp splits longer row groups on its own
 
 # Every writer option is pinned here, none left to library defaults, so that the bytes
@@ -142,12 +141,12 @@ class _PartWriter:
             self._close_file()
 
     def _open(self) -> None:
-        if len(self.files) >= _MAX_PARTS:
+        if len(self.files) >= MAX_PARTS:
             raise ValueError(
-                f"{self.folder}: more than {_MAX_PARTS} part files; raise rows_per_row_group "
+                f"{self.folder}: more than {MAX_PARTS} part files; raise rows_per_row_group "
                 "or row_groups_per_file"
             )
-        path = self.folder / f"part-{len(self.files):0{_PART_DIGITS}d}.parquet"
+        path = self.folder / part_name(len(self.files))
         self.writer = pq.ParquetWriter(path, self.schema, **self.options)
         self.files.append(path)
         self.groups_in_file = 0
@@ -156,7 +155,7 @@ class _PartWriter:
         assert self.writer is not None
         self.writer.close()
         self.writer = None
-        _fsync_file(self.files[-1])
+        fsync_file(self.files[-1])
 
     def close(self) -> None:
         if self.pending_rows:
@@ -165,7 +164,7 @@ class _PartWriter:
             self._open()  # zero rows: one empty file so readers still see the schema
         if self.writer is not None:
             self._close_file()
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -191,8 +190,8 @@ class DatasetWriter:
     def __init__(
         self,
         staging_root: Path,
-        rows_per_row_group: int = 1 << 20,
-        row_groups_per_file: int = 8,
+        rows_per_row_group: int = ROWS_PER_ROW_GROUP,
+        row_groups_per_file: int = ROW_GROUPS_PER_FILE,
     ) -> None:
         if not (1 <= rows_per_row_group <= _MAX_ROW_GROUP and row_groups_per_file >= 1):
             raise ValueError(
@@ -244,7 +243,7 @@ class DatasetWriter:
         self._closed = True
         for part in self._parts.values():
             part.close()
-        _fsync_dir(self.staging_root)
+        fsync_dir(self.staging_root)
 
     def abort(self) -> None:
         """Close open files without finishing them (the staged output is garbage)."""
@@ -389,8 +388,8 @@ def publish_partition(staged: Path, final: Path) -> PublishOutcome:
         raise FileNotFoundError(errno.ENOENT, "staged partition not found", str(staged))
     try:
         if not os.path.lexists(final):
-            _fsync_tree(staged)
-            _make_parents(final.parent)
+            fsync_tree(staged)
+            make_dirs(final.parent)
             try:
                 os.rename(staged, final)
             except OSError as exc:
@@ -398,7 +397,7 @@ def publish_partition(staged: Path, final: Path) -> PublishOutcome:
                     raise
                 log.info("%s appeared while publishing; comparing", final)
             else:
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
                 log.info("published %s", final)
                 return PublishOutcome.PUBLISHED
         _require_identical(staged, final)
@@ -471,53 +470,6 @@ def _same_bytes(a: Path, b: Path, block: int = 1 << 20) -> bool:
                 return True
 
 
-def _iter_tree(root: Path) -> Iterator[tuple[Path, bool]]:
-    """(path, is_dir) for every entry, children before their folder."""
-    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
-        for f in filenames:
-            yield Path(dirpath) / f, False
-        yield Path(dirpath), True
-
-
-def _fsync_tree(root: Path) -> None:
-    for path, is_dir in _iter_tree(root):
-        if is_dir:
-            _fsync_dir(path)
-        else:
-            _fsync_file(path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_parents(path: Path) -> None:
-    """mkdir -p, fsyncing the parent of every folder created so the new entries last."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            continue
-        _fsync_dir(d.parent)
-
-
 def _pid_alive(name: str) -> bool:
     parts = name.split(".")
     if len(parts) != 3 or not parts[1].isdigit():
@@ -533,7 +485,7 @@ def _pid_alive(name: str) -> bool:
 
 def _newest_mtime(root: Path) -> float:
     newest = root.lstat().st_mtime
-    for path, _ in _iter_tree(root):
+    for path, _ in iter_tree(root):
         try:
             newest = max(newest, path.lstat().st_mtime)
         except FileNotFoundError:
@@ -542,7 +494,6 @@ def _newest_mtime(root: Path) -> float:
 
 
 __all__ = [
-    "DATASETS",
     "PARQUET_OPTIONS",
     "STAGING_DIRNAME",
     "DatasetWriter",

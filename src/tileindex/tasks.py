@@ -6,7 +6,6 @@ measure their own time, CPU and the worker's peak RSS for the run's PAT counters
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -20,12 +19,14 @@ import numpy.typing as npt
 from tileindex import faults, kernel, legacy
 from tileindex.cache import CachedUnit, MaskCache, unit_key
 from tileindex.errors import ConfigError, DuplicateTileError
+from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import CellRuns, Grid, Window
+from tileindex.layout import DATASETS, part_name
 from tileindex.plan import PartTask, RunTable, WorkUnit
 from tileindex.report import open_files_now, peak_rss_bytes
 from tileindex.rows import iter_batches
-from tileindex.shards import DATASETS, DatasetWriter
+from tileindex.shards import DatasetWriter
 
 MaskFn = Callable[[Grid, Window, CountryGeometry, str], CellRuns]
 
@@ -189,10 +190,6 @@ class PartResult:
     stats: WorkerStats
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
-
-
 def encode_part(
     grid: Grid,
     predicate: str,
@@ -236,11 +233,3 @@ def encode_part(
         task.part_index, attempt, staging / "tile_index" / part_name(task.part_index)
     )
     return PartResult(task.part_index, writer.rows_written, size, digests, _stats(t0, cpu0))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
