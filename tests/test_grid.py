@@ -103,8 +103,8 @@ def test_windows_cover_a_box_with_a_one_cell_rim() -> None:
     grid = Grid.from_transform(360, 180, (1.0, 0.0, -180.0, 0.0, -1.0, 90.0))
     # the box widened by one cell is -11..11; cells whose closed extent meets it are
     # columns 168 (-12..-11) .. 191 (11..12) and rows 78 (12..11) .. 101 (-11..-12)
-    assert grid.windows_for_bounds(-10, -10, 10, 10) == [Window(78, 102, 168, 192)]
-    assert grid.windows_for_bounds(0, 95, 1, 96) == []
+    assert grid.windows_for_boxes([[-10, -10, 10, 10]]) == [Window(78, 102, 168, 192)]
+    assert grid.windows_for_boxes([[0, 95, 1, 96]]) == []
 
 
 def test_windows_of_a_dateline_country_stay_near_the_dateline(worldpop: Grid) -> None:
@@ -113,7 +113,7 @@ def test_windows_of_a_dateline_country_stay_near_the_dateline(worldpop: Grid) ->
     assert windows[0].col_start == 0 and windows[0].col_stop < 300
     assert windows[1].col_stop == 43199 and windows[1].col_start > 42700
     # the sliver of column 0 west of -180 (179.99875..180) makes a box at 179.999 hit it
-    assert worldpop.windows_for_bounds(179.999, 0, 180, 1)[0].col_start == 0
+    assert worldpop.windows_for_boxes([[179.999, 0, 180, 1]])[0].col_start == 0
 
 
 def test_column_segments_split_the_straddling_cell(worldpop: Grid) -> None:

@@ -18,6 +18,7 @@ from tileindex.report import (
     PatCounters,
     ResourceMeter,
     RunReport,
+    ingress_versions,
     open_files_now,
     peak_rss_bytes,
     rfc3339_utc,
@@ -77,7 +78,6 @@ def _report(**kw) -> RunReport:
         "determinism_receipt": {"partition_path": "/out/p", "sha256_hex": "d" * 64},
         "pat": _pat(),
         "engine": "serial",
-        "chunk_size": 512,
         "started_at": rfc3339_utc(),
         "finished_at": rfc3339_utc(),
         "outputs": {"tile_index": "/out/p"},
@@ -119,11 +119,17 @@ def test_run_report_has_every_spec_field():
     assert set(doc["determinism_receipt"]) == {"partition_path", "sha256_hex"}
     assert set(doc["pat"]) >= SPEC_PAT
     assert doc["contract_version"] == CONTRACT_VERSION
-    for key in ("engine", "chunk_size", "started_at", "finished_at", "outputs"):
+    for key in ("engine", "started_at", "finished_at", "outputs"):
         assert key in doc
+    assert "chunk_size" not in doc  # docs/CONTRACT.md §8 puts it in pat, once
     assert RFC3339_Z.match(doc["started_at"]) and RFC3339_Z.match(doc["finished_at"])
     assert RunReport.from_json(doc) == report
     assert pickle.loads(pickle.dumps(report)) == report
+
+
+def test_ingress_versions_names_the_three_inputs_as_the_contract_does():
+    doc = ingress_versions(iso="a" * 64, countries="b" * 64, raster="c" * 64)
+    assert doc == {"iso": "a" * 64, "countries": "b" * 64, "raster": "c" * 64}
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,6 @@ def _report() -> RunReport:
         determinism_receipt={"partition_path": "/p", "sha256_hex": "e" * 64},
         pat=pat,
         engine="serial",
-        chunk_size=64,
         started_at=rfc3339_utc(),
         finished_at=rfc3339_utc(),
     )

@@ -13,10 +13,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.errors import GeometryInvalidError
+from tileindex.grid import LON_SHIFTS
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
-# [lo, hi] longitude ranges and the shift that brings each into [-180, 180]
-_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
 
 
 def check_valid(geom: BaseGeometry | None, iso: str, what: str = "geometry") -> BaseGeometry:
@@ -83,7 +82,7 @@ def normalise_longitudes(geom: BaseGeometry) -> BaseGeometry:
     if minx >= -180.0 and maxx <= 180.0:
         return geom
     pieces = []
-    for lo, hi, shift in _SHIFTS:
+    for lo, hi, shift in LON_SHIFTS:
         if maxx <= lo or minx >= hi:
             continue
         piece = _clip(geom, lo, hi)

@@ -101,7 +101,9 @@ class ColumnSegment:
     has_centroid: npt.NDArray[np.bool_]
 
 
-_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
+# The longitude ranges [lo, hi] a grid column or a polygon may reach, and the shift that
+# brings each into [-180, 180]: the cells' pieces and the polygons' pieces use one table.
+LON_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
 
 
 @dataclass(frozen=True)
@@ -221,12 +223,6 @@ class Grid:
 
     # -- windows and chunks ------------------------------------------------------------
 
-    def windows_for_bounds(
-        self, minx: float, miny: float, maxx: float, maxy: float
-    ) -> list[Window]:
-        """Windows of cells whose (wrapped) extent may meet the lon/lat box."""
-        return self.windows_for_boxes(np.array([[minx, miny, maxx, maxy]], dtype=np.float64))
-
     def windows_for_boxes(self, boxes: npt.ArrayLike, merge_gap: int = 32) -> list[Window]:
         """Disjoint windows covering every cell whose (wrapped) extent may meet one of the
         lon/lat boxes (rows ``(minx, miny, maxx, maxy)``), with a one-cell rim so float
@@ -264,7 +260,7 @@ class Grid:
         xc = self.c + self.a * (cols.astype(np.float64) + 0.5)
         xc_wrapped = wrap_center(xc)
         out = []
-        for lo, hi, shift in _SHIFTS:
+        for lo, hi, shift in LON_SHIFTS:
             p0 = np.maximum(x0, lo)
             p1 = np.minimum(x1, hi)
             keep = p0 < p1
@@ -327,13 +323,6 @@ def _merge_rects(rects: IntArray, gap: int) -> IntArray:
         )
     order = np.lexsort((rects[:, 2], rects[:, 0]))
     return rects[order]
-
-
-def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """[start, stop) of each run of True values."""
-    padded = np.concatenate(([False], mask, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(s), int(t)) for s, t in zip(edges[::2], edges[1::2], strict=True)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -57,6 +57,7 @@ from tileindex.report import (
     PatCounters,
     ResourceMeter,
     RunReport,
+    ingress_versions,
     rfc3339_utc,
     write_json_atomic,
     write_jsonl_atomic,
@@ -185,7 +186,9 @@ def build(
         layer = read_country_layer(countries, iso_list)
         grid_in = read_grid(raster)
         grid = grid_in.grid
-        digests = {"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest}
+        digests = ingress_versions(
+            iso=iso_list.digest, countries=layer.digest, raster=grid_in.digest
+        )
         phash = phash or derive_parameter_hash(predicate, digests, grid.to_json())
         paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
         # what the evidence records: paths relative to the output root, never the root
@@ -337,7 +340,6 @@ def _run(
             determinism_receipt=receipt,
             pat=pat,
             engine=options.engine,
-            chunk_size=chunk_report,
             started_at=rfc3339_utc(started),
             finished_at=rfc3339_utc(),
             outputs=dict(relative),

@@ -16,7 +16,13 @@ from typing import Any
 from tileindex.contract import CONTRACT_VERSION
 from tileindex.fsio import write_atomic
 
+# the sealed inputs' names in ``ingress_versions`` and in the parameter hash
 INGRESS_KEYS = ("iso", "countries", "raster")
+
+
+def ingress_versions(*, iso: str, countries: str, raster: str) -> dict[str, str]:
+    """The sealed inputs' digests under their :data:`INGRESS_KEYS` names."""
+    return dict(zip(INGRESS_KEYS, (iso, countries, raster), strict=True))
 
 
 def rfc3339_utc(when: datetime | None = None) -> str:
@@ -111,7 +117,6 @@ class RunReport:
     determinism_receipt: Mapping[str, str]
     pat: PatCounters
     engine: str
-    chunk_size: int
     started_at: str
     finished_at: str
     outputs: Mapping[str, str] = field(default_factory=dict)
@@ -146,7 +151,6 @@ class RunReport:
             },
             "pat": self.pat.to_json(),
             "engine": self.engine,
-            "chunk_size": self.chunk_size,
             "contract_version": self.contract_version,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -166,7 +170,6 @@ class RunReport:
             determinism_receipt=dict(doc["determinism_receipt"]),
             pat=PatCounters.from_json(doc["pat"]),
             engine=doc["engine"],
-            chunk_size=doc["chunk_size"],
             started_at=doc["started_at"],
             finished_at=doc["finished_at"],
             outputs=dict(doc.get("outputs", {})),
@@ -281,6 +284,7 @@ __all__ = [
     "ResourceMeter",
     "ResourceUsage",
     "RunReport",
+    "ingress_versions",
     "open_files_now",
     "peak_rss_bytes",
     "rfc3339_utc",
