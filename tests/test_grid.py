@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pyproj import Geod
 
 from tileindex.errors import RasterMismatchError
-from tileindex.grid import CellRuns, Grid, Window, ellipsoidal_band_area
+from tileindex.grid import ChunkMask, Grid, Window, ellipsoidal_band_area
 
 WORLDPOP = (0.0083333333, 0.0, -180.0012493, 0.0, -0.0083333333, 83.6329165016827)
 
@@ -153,7 +153,7 @@ def test_chunks_tile_the_window_in_row_major_order(h: int, w: int, size: int) ->
 def test_runs_round_trip_a_mask(rows: list[list[bool]]) -> None:
     mask = np.array(rows, dtype=bool)
     window = Window(10, 10 + mask.shape[0], 20, 25)
-    runs = CellRuns.from_mask(window, mask, np.zeros_like(mask))
+    runs = ChunkMask.from_mask(window, mask, np.zeros_like(mask))
     assert (runs.to_mask() == mask).all()
     assert runs.cells_included == mask.sum()
     assert (runs.col1 > runs.col0).all()

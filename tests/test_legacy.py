@@ -15,7 +15,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 from tileindex.errors import InclusionRuleError
 from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.legacy import mask_chunk
 
 G10 = Grid(ncols=10, nrows=10, a=1.0, c=0.0, e=-1.0, f=10.0)
@@ -33,11 +33,11 @@ def _country(*geoms: shapely.Geometry, iso: str = "AA") -> CountryGeometry:
     return country_geometry(iso, list(geoms))
 
 
-def _run(grid: Grid, country: CountryGeometry, predicate: str) -> CellRuns:
+def _run(grid: Grid, country: CountryGeometry, predicate: str) -> ChunkMask:
     return mask_chunk(grid, Window(0, grid.nrows, 0, grid.ncols), country, predicate)
 
 
-def _cells(runs: CellRuns) -> set[tuple[int, int]]:
+def _cells(runs: ChunkMask) -> set[tuple[int, int]]:
     return {
         (r, k)
         for r, k0, k1 in zip(runs.row.tolist(), runs.col0.tolist(), runs.col1.tolist(), strict=True)

@@ -12,7 +12,7 @@ import shapely
 from tileindex import kernel, legacy
 from tileindex.errors import ConfigError, InputError
 from tileindex.geometry import CountryGeometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.parity import run_parity
 
 from factories import make_inputs
@@ -61,14 +61,16 @@ def test_windows_depend_on_seed_and_code_only(inputs) -> None:
     assert alone != windows(["BB"], 2)
 
 
-def _drops_a_cell(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> CellRuns:
+def _drops_a_cell(
+    grid: Grid, window: Window, country: CountryGeometry, predicate: str
+) -> ChunkMask:
     """The kernel, but the first included cell of every window is lost."""
     runs = kernel.mask_chunk(grid, window, country, predicate)
     mask = runs.to_mask()
     hit = np.argwhere(mask)
     if hit.size:
         mask[tuple(hit[0])] = False
-    return CellRuns.from_mask(window, mask, np.zeros_like(mask))
+    return ChunkMask.from_mask(window, mask, np.zeros_like(mask))
 
 
 def test_a_wrong_engine_is_reported(inputs) -> None:

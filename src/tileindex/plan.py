@@ -121,33 +121,3 @@ def plan_parts(total_rows: int, rows_per_file: int) -> list[PartTask]:
         PartTask(i, start, min(start + rows_per_file, total_rows))
         for i, start in enumerate(range(0, total_rows, rows_per_file))
     ]
-
-
-@dataclass(frozen=True, eq=False)
-class RunTable:
-    """All included runs of a build in output order: run i covers cells (row[i],
-    col0[i]..col1[i]-1) of country ``codes[code[i]]``."""
-
-    codes: tuple[str, ...]
-    code: npt.NDArray[np.int32]
-    row: npt.NDArray[np.int64]
-    col0: npt.NDArray[np.int64]
-    col1: npt.NDArray[np.int64]
-
-    @property
-    def total_rows(self) -> int:
-        return int((self.col1 - self.col0).sum())
-
-    def slice_rows(self, start: int, stop: int) -> RunTable:
-        """The runs holding output rows [start, stop), the first and last trimmed."""
-        lengths = self.col1 - self.col0
-        ends = np.cumsum(lengths)
-        i0 = int(np.searchsorted(ends, start, side="right"))
-        i1 = int(np.searchsorted(ends, stop - 1, side="right")) + 1 if stop > start else i0
-        col0 = self.col0[i0:i1].copy()
-        col1 = self.col1[i0:i1].copy()
-        if col0.size:
-            before = int(ends[i0 - 1]) if i0 > 0 else 0
-            col0[0] += start - before
-            col1[-1] -= int(ends[i1 - 1]) - stop
-        return RunTable(self.codes, self.code[i0:i1], self.row[i0:i1], col0, col1)

@@ -1,4 +1,8 @@
-"""Run evidence: country summaries, PAT counters, the run report, resource metering."""
+"""Run evidence: country summaries, PAT counters, the run report, resource metering.
+
+The rules that turn what a run measured into the evidence live here, once: a
+country's summary from its units' runs and counts, the PAT counters from the
+coordinator's and the workers' measurements (docs/CONTRACT.md §8)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import Any
 
 from tileindex.contract import CONTRACT_VERSION
 from tileindex.fsio import write_atomic
+from tileindex.grid import Grid, MaskCounts, Runs
 
 # the sealed inputs' names in ``ingress_versions`` and in the parameter hash
 INGRESS_KEYS = ("iso", "countries", "raster")
@@ -69,6 +74,30 @@ class CountrySummary:
             tile_id_max=doc["tile_id_max"],
             notes=tuple(doc.get("notes", ())),
         )
+
+
+def country_summary(
+    code: str, runs: Sequence[Runs], counts: MaskCounts, grid: Grid, *, has_geometry: bool
+) -> CountrySummary:
+    """The summary of ``code`` from its units' runs (in unit order, so the first run is
+    the country's lowest tile id and the last its highest) and their summed counts."""
+    nonempty = [r for r in runs if len(r)]
+    notes: tuple[str, ...] = ()
+    if not has_geometry:
+        notes = ("no polygons for this code in the country layer",)
+    elif not runs:
+        notes = ("the country's geometry lies outside the grid",)
+    first, last = (nonempty[0], nonempty[-1]) if nonempty else (None, None)
+    return CountrySummary(
+        country_iso=code,
+        cells_visited=counts.cells_visited,
+        cells_included=counts.cells_included,
+        cells_excluded_outside=counts.cells_excluded_outside,
+        cells_excluded_hole=counts.cells_excluded_hole,
+        tile_id_min=int(grid.tile_id(first.row[0], first.col0[0])) if first else None,
+        tile_id_max=int(grid.tile_id(last.row[-1], last.col1[-1] - 1)) if last else None,
+        notes=notes,
+    )
 
 
 @dataclass(frozen=True)
@@ -277,6 +306,51 @@ class ResourceMeter:
         return self._open_peak
 
 
+@dataclass(frozen=True)
+class WorkerStats:
+    """What a worker task measured about itself and the process that ran it."""
+
+    worker: str
+    seconds: float
+    cpu_seconds: float
+    rss_peak_bytes: int
+    open_files: int
+
+
+def pat_counters(
+    usage: ResourceUsage,
+    tasks: Sequence[WorkerStats],
+    part_bytes: Sequence[int],
+    *,
+    workers_used: int,
+    chunk_size: int,
+    summaries: Sequence[CountrySummary],
+    rows_emitted: int,
+    bytes_read_raster: int,
+    bytes_read_vectors: int,
+) -> PatCounters:
+    """The PAT counters of a run from the coordinator's ``usage``, every worker task's
+    stats (masking and encoding) and the bytes of each part (both datasets)."""
+    # with one worker the tasks ran in this process, whose CPU time ``usage`` holds
+    worker_cpu = sum(t.cpu_seconds for t in tasks) if workers_used > 1 else 0.0
+    return PatCounters(
+        wall_clock_seconds_total=usage.wall_seconds,
+        cpu_seconds_total=usage.cpu_seconds + worker_cpu,
+        countries_processed=len(summaries),
+        cells_scanned_total=sum(s.cells_visited for s in summaries),
+        cells_included_total=rows_emitted,
+        bytes_read_raster_total=bytes_read_raster,
+        bytes_read_vectors_total=bytes_read_vectors,
+        max_worker_rss_bytes=max((t.rss_peak_bytes for t in tasks), default=0),
+        open_files_peak=max([usage.open_files_peak or 0] + [t.open_files for t in tasks]),
+        workers_used=workers_used,
+        chunk_size=chunk_size,
+        main_rss_peak_bytes=usage.rss_peak_bytes,
+        temp_disk_worker_peak_bytes=max(part_bytes, default=0),
+        staging_bytes_total=sum(part_bytes),
+    )
+
+
 __all__ = [
     "INGRESS_KEYS",
     "CountrySummary",
@@ -284,8 +358,11 @@ __all__ = [
     "ResourceMeter",
     "ResourceUsage",
     "RunReport",
+    "WorkerStats",
+    "country_summary",
     "ingress_versions",
     "open_files_now",
+    "pat_counters",
     "peak_rss_bytes",
     "rfc3339_utc",
     "rss_now_bytes",

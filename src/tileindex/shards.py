@@ -14,13 +14,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
-from tileindex.errors import DuplicateTileError, ImmutablePartitionError
+from tileindex.errors import ImmutablePartitionError
 from tileindex.fsio import fsync_dir, fsync_file, fsync_tree, iter_tree, make_dirs
 from tileindex.layout import DATASETS, MAX_PARTS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 
@@ -179,9 +177,11 @@ class DatasetWriter:
     """Writes ``tile_index`` and ``tile_bounds`` side by side into a staging folder.
 
     Rows arrive as batch pairs in global ``(country_iso, tile_id)`` order, with any
-    batch sizes; they are re-cut so that every row group holds ``rows_per_row_group``
-    rows and every file ``rows_per_row_group * row_groups_per_file`` rows (only the last
-    ones shorter). File names, layout and bytes therefore depend on the row stream only.
+    batch sizes (the order is the caller's: a build checks its runs once, with
+    :func:`tileindex.rows.check_runs`, before any row is made). They are re-cut so that
+    every row group holds ``rows_per_row_group`` rows and every file
+    ``rows_per_row_group * row_groups_per_file`` rows (only the last ones shorter). File
+    names, layout and bytes therefore depend on the row stream only.
     Files: ``<staging>/tile_index/part-00000.parquet``, ... and the same under
     ``tile_bounds/``. On a clean exit every file and folder is fsynced; on an error the
     open files are closed and the staging folder is left for the caller to discard.
@@ -206,7 +206,6 @@ class DatasetWriter:
             folder = self.staging_root / name
             folder.mkdir(parents=True, exist_ok=False)
             self._parts[name] = _PartWriter(folder, name, rows_per_row_group, row_groups_per_file)
-        self._last_key: tuple[str, int] | None = None
         self._closed = False
 
     def __enter__(self) -> DatasetWriter:
@@ -233,7 +232,6 @@ class DatasetWriter:
         _check_pair(index_batch, bounds_batch)
         if index_batch.num_rows == 0:
             return
-        self._last_key = _check_order(index_batch, self._last_key)
         self._parts["tile_index"].push(index_batch)
         self._parts["tile_bounds"].push(bounds_batch)
 
@@ -275,59 +273,6 @@ def _check_pair(index: pa.RecordBatch, bounds: pa.RecordBatch) -> None:
         index.column(0).equals(bounds.column(0)) and index.column(1).equals(bounds.column(1))
     ):
         raise ValueError("tile_index and tile_bounds batches do not hold the same keys")
-
-
-def _constant_string(arr: pa.Array) -> bool:
-    """Whether a string array holds one value n times, checked on its buffers (the
-    common case, one country per batch) instead of row by row."""
-    if not pa.types.is_string(arr.type) or arr.null_count or arr.offset:
-        return False
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1)
-    width = int(offsets[1] - offsets[0])
-    if width == 0 or not (np.diff(offsets) == width).all():
-        return False
-    data = np.frombuffer(
-        arr.buffers()[2], dtype=np.uint8, count=int(offsets[-1]), offset=int(offsets[0])
-    )
-    rows = data.reshape(len(arr), width)
-    return bool((rows == rows[0]).all())
-
-
-def _check_order(batch: pa.RecordBatch, last: tuple[str, int] | None) -> tuple[str, int]:
-    """Require strictly increasing (country_iso, tile_id), also across batches."""
-    iso, tid = batch.column(0), batch.column(1)
-    first = (iso[0].as_py(), tid[0].as_py())
-    if last is not None:
-        _check_step(last, first)
-    n = batch.num_rows
-    if n > 1 and _constant_string(iso):
-        ids = tid.to_numpy()
-        if (ids[1:] > ids[:-1]).all():
-            return (first[0], int(ids[-1]))
-    if n > 1:
-        prev_iso, next_iso = iso.slice(0, n - 1), iso.slice(1)
-        prev_tid, next_tid = tid.slice(0, n - 1), tid.slice(1)
-        same = pc.equal(prev_iso, next_iso)
-        bad = pc.or_(pc.less(next_iso, prev_iso), pc.and_(same, pc.less_equal(next_tid, prev_tid)))
-        if pc.any(bad).as_py():
-            i = pc.index(bad, True).as_py()
-            _check_step(
-                (prev_iso[i].as_py(), prev_tid[i].as_py()),
-                (next_iso[i].as_py(), next_tid[i].as_py()),
-            )
-    return (iso[n - 1].as_py(), tid[n - 1].as_py())
-
-
-def _check_step(prev: tuple[str, int], key: tuple[str, int]) -> None:
-    if key == prev:
-        raise DuplicateTileError(
-            f"duplicate key (country_iso={key[0]}, tile_id={key[1]})", country_iso=key[0]
-        )
-    if key < prev:
-        raise ValueError(
-            f"rows out of (country_iso, tile_id) order: {key} after {prev}; the writer needs "
-            "the global sorted order"
-        )
 
 
 # -- staging and publishing -----------------------------------------------------------
