@@ -67,7 +67,7 @@ _INTERIORS_MEET = "T********"
 
 # How the brute force decides any_overlap. GEOS relate (what the legacy engine uses)
 # misses overlaps thinner than an ulp at a cell corner, which exact arithmetic counts
-# (see test_sub_ulp_corner_overlap_is_included). False follows GEOS relate like the
+# (see test_sub_ulp_corner_overlap_follows_geos). False follows GEOS relate like the
 # legacy engine; True decides in exact rational arithmetic (SPEC §5 read literally).
 _EXACT_ANY_OVERLAP = False
 

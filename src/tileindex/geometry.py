@@ -207,12 +207,12 @@ class CountryGeometry:
 class ExactIndex:
     """GEOS structures for the exact decisions, built once per country.
 
-    ``geom`` is the prepared country geometry; ``shells[i]`` is part i's exterior as a
-    hole-free polygon, ``holes[i]`` its holes as one (possibly empty) multipolygon.
+    ``geom`` is the prepared country geometry; ``shell_tree`` indexes each part's
+    exterior as a hole-free (prepared) polygon, in part order; ``holes[i]`` is part i's
+    holes as one (possibly empty) multipolygon.
     """
 
     geom: BaseGeometry
-    shells: npt.NDArray[np.object_]
     holes: npt.NDArray[np.object_]
     shell_tree: shapely.STRtree
 
@@ -230,4 +230,4 @@ class ExactIndex:
         )
         shapely.prepare(shells)
         shapely.prepare(holes)
-        return cls(geom, shells, holes, shapely.STRtree(shells))
+        return cls(geom, holes, shapely.STRtree(shells))

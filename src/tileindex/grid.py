@@ -288,11 +288,13 @@ class Grid:
             )
         return out
 
-    def chunks(self, window: Window, size: int) -> Iterator[Window]:
-        """Row-major ``size`` x ``size`` chunks covering the window."""
-        for r in range(window.row_start, window.row_stop, size):
-            for c in range(window.col_start, window.col_stop, size):
-                yield Window(r, min(r + size, window.row_stop), c, min(c + size, window.col_stop))
+    def chunks(self, window: Window, rows: int, cols: int | None = None) -> Iterator[Window]:
+        """Row-major chunks of ``rows`` x ``cols`` cells (``cols`` defaults to ``rows``)
+        covering the window; the last ones in each direction are cut to the window."""
+        cols = rows if cols is None else cols
+        for r in range(window.row_start, window.row_stop, rows):
+            for c in range(window.col_start, window.col_stop, cols):
+                yield Window(r, min(r + rows, window.row_stop), c, min(c + cols, window.col_stop))
 
 
 def _merge_rects(rects: IntArray, gap: int) -> IntArray:

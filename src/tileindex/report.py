@@ -228,11 +228,9 @@ def write_jsonl_atomic(path: Path, objs: Iterable[Any]) -> None:
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 
-def peak_rss_bytes(children: bool = False) -> int:
-    """Lifetime peak resident set of this process, or of its largest waited-for child
-    (on Linux a child's peak includes what its pre-exec fork of us touched)."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return int(resource.getrusage(who).ru_maxrss) * _MAXRSS_UNIT
+def peak_rss_bytes() -> int:
+    """Lifetime peak resident set of this process."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * _MAXRSS_UNIT
 
 
 def rss_now_bytes() -> int | None:
@@ -262,9 +260,7 @@ class ResourceUsage:
 
     wall_seconds: float
     cpu_seconds: float
-    cpu_seconds_children: float
     rss_peak_bytes: int
-    rss_peak_children_bytes: int
     rss_now_bytes: int | None
     open_files_now: int | None
     open_files_peak: int | None
@@ -274,9 +270,9 @@ class ResourceUsage:
 
 
 class ResourceMeter:
-    """Measures this process from the OS: wall clock since creation, CPU seconds (self
-    and waited-for children) since creation, peak RSS (lifetime, from getrusage) and open
-    descriptors (peak over the ``sample()`` calls)."""
+    """Measures this process from the OS: wall clock and CPU seconds since creation,
+    peak RSS (lifetime, from getrusage) and open descriptors (peak over the ``sample()``
+    calls). Workers measure themselves (:class:`WorkerStats`)."""
 
     def __init__(self) -> None:
         self._t0 = time.perf_counter()
@@ -292,10 +288,7 @@ class ResourceMeter:
         return ResourceUsage(
             wall_seconds=time.perf_counter() - self._t0,
             cpu_seconds=(t.user - self._cpu0.user) + (t.system - self._cpu0.system),
-            cpu_seconds_children=(t.children_user - self._cpu0.children_user)
-            + (t.children_system - self._cpu0.children_system),
             rss_peak_bytes=peak_rss_bytes(),
-            rss_peak_children_bytes=peak_rss_bytes(children=True),
             rss_now_bytes=rss_now_bytes(),
             open_files_now=now,
             open_files_peak=self._open_peak,

@@ -48,7 +48,7 @@ def check_runs(grid: Grid, runs: Runs, codes: Sequence[str]) -> None:
     """Require runs that can be published: each on the grid, and all in (country,
     tile_id) order without overlap (``runs.country`` indexes ``codes``).
 
-    This is the build's one duplicate check (docs/CONTRACT.md E003), made on the whole
+    This is the build's one duplicate check (E003, docs/CONTRACT.md §8), made on the whole
     run table, O(runs): every published row is a cell of exactly one of these runs, in
     this order, so rows cannot repeat a key or leave key order when the runs do not.
     """

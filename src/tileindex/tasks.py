@@ -100,17 +100,10 @@ def mask_unit(
         return UnitResult(unit.unit_id, *hit, stats=_stats(t0, cpu0), cached=True)
     mask = get_engine(engine)
     geom = _cached(token, country)
-    rows, cols = unit.chunk.rows, unit.chunk.cols
     chunks = [
-        mask(
-            grid,
-            Window(r, min(r + rows, w.row_stop), c, min(c + cols, w.col_stop)),
-            geom,
-            predicate,
-        )
+        mask(grid, chunk, geom, predicate)
         for w in unit.windows
-        for r in range(w.row_start, w.row_stop, rows)
-        for c in range(w.col_start, w.col_stop, cols)
+        for chunk in grid.chunks(w, unit.chunk.rows, unit.chunk.cols)
     ]
     # the windows are disjoint and the chunks tile them, so the chunks' runs only need
     # putting in tile id order
