@@ -3,6 +3,7 @@ edge arrays and indexes the engines test cells against."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -105,6 +106,13 @@ def country_geometry(iso: str, rows: Sequence[BaseGeometry]) -> CountryGeometry:
         what += " after cutting at the antimeridian"
     check_valid(geom, iso, what)
     return CountryGeometry.from_geometry(iso, geom)
+
+
+def geometry_digest(country: CountryGeometry) -> str:
+    """SHA-256 of the country's normalised geometry (WKB), code included: what the mask
+    cache keys a country's runs by."""
+    wkb = shapely.to_wkb(country.geom, byte_order=1, output_dimension=2)
+    return hashlib.sha256(country.iso.encode() + b"\0" + wkb).hexdigest()
 
 
 FloatArray = npt.NDArray[np.float64]

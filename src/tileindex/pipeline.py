@@ -1,6 +1,6 @@
 """The build pipeline. It only wires: read the sealed inputs, plan units, mask them on
-an executor, order their runs, encode the part files on the executor, publish
-atomically, write the evidence.
+an executor, order and check their runs, encode the part files on the executor,
+publish atomically, write the evidence.
 
 Two phases keep the bytes independent of workers and chunking: masking yields compact
 runs per unit (country x row block), which concatenate in unit order into the global
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -21,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import shapely
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.cache import MaskCache
@@ -37,18 +34,12 @@ from tileindex.contract import (
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import Job, TaskRunner
 from tileindex.fsio import sha256_file
-from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import Grid, MaskCounts, Runs, Window
+from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
+from tileindex.grid import Grid, MaskCounts, Runs
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
 from tileindex.layout import DATASETS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 from tileindex.metrics import RunMetrics
-from tileindex.plan import (
-    WorkUnit,
-    adaptive_chunk,
-    execution_order,
-    plan_parts,
-    plan_units,
-)
+from tileindex.plan import WorkUnit, execution_order, plan_countries, plan_parts
 from tileindex.predicates import check_predicate
 from tileindex.report import (
     CountrySummary,
@@ -272,7 +263,7 @@ def _run(
         code: country_geometry(code, rows_by_code[code]) if code in rows_by_code else None
         for code in codes
     }
-    units = _plan(grid, geometries, options.chunk_size)
+    units = plan_countries(grid, geometries, options.chunk_size)
     chunk_report = options.chunk_size or max((u.chunk.rows for u in units), default=0)
     tele.on_start(len(codes), len(units))
 
@@ -369,12 +360,6 @@ def _run(
     )
 
 
-def geometry_digest(country: CountryGeometry) -> str:
-    """SHA-256 of the country's normalised geometry (WKB), code included."""
-    wkb = shapely.to_wkb(country.geom, byte_order=1, output_dimension=2)
-    return hashlib.sha256(country.iso.encode() + b"\0" + wkb).hexdigest()
-
-
 def _chunk_option(value: int | str) -> int | None:
     """A fixed chunk side, or None for adaptive chunks (``"auto"``)."""
     if value == "auto":
@@ -384,27 +369,6 @@ def _chunk_option(value: int | str) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"chunk size must be a positive number of cells or 'auto', got {value!r}")
     return value
-
-
-def _windows(grid: Grid, geom: CountryGeometry | None) -> list[Window]:
-    if geom is None or geom.is_empty:
-        return []
-    return grid.windows_for_boxes(shapely.bounds(np.asarray(geom.parts, dtype=object)))
-
-
-def _plan(
-    grid: Grid, geometries: Mapping[str, CountryGeometry | None], chunk_size: int | None
-) -> list[WorkUnit]:
-    """The work units: fixed square chunks, or adaptive ones (``chunk_size`` None)."""
-    windows = {code: _windows(grid, g) for code, g in geometries.items()}
-    if chunk_size is not None:
-        return plan_units(windows, chunk_size)
-    shapes = {
-        code: adaptive_chunk(ws, g.edges.ymin, g.edges.ymax, grid.e)
-        for code, ws in windows.items()
-        if ws and (g := geometries[code]) is not None
-    }
-    return plan_units({c: windows[c] for c in shapes}, shapes)
 
 
 def _mask_all(

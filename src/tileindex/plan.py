@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import shapely
 
-from tileindex.grid import Window
+from tileindex.geometry import CountryGeometry
+from tileindex.grid import Grid, Window
 
 # Cells per masking unit: big enough to amortise per-unit overhead, small enough that
 # the largest country splits into several units and the run's tail stays short.
@@ -96,6 +98,29 @@ def plan_units(
             if block:  # row blocks between a country's windows hold nothing
                 units.append(WorkUnit(len(units), code, block, chunk, r, stop))
     return units
+
+
+def country_windows(grid: Grid, country: CountryGeometry | None) -> list[Window]:
+    """The windows of cells a country's parts may meet (see ``Grid.windows_for_boxes``)."""
+    if country is None or country.is_empty:
+        return []
+    return grid.windows_for_boxes(shapely.bounds(np.asarray(country.parts, dtype=object)))
+
+
+def plan_countries(
+    grid: Grid, countries: Mapping[str, CountryGeometry | None], chunk_size: int | None
+) -> list[WorkUnit]:
+    """The units of a build: chunks of ``chunk_size`` cells a side, or adaptive chunks
+    (``chunk_size`` None, see :func:`adaptive_chunk`)."""
+    windows = {code: country_windows(grid, g) for code, g in countries.items()}
+    if chunk_size is not None:
+        return plan_units(windows, chunk_size)
+    shapes = {
+        code: adaptive_chunk(ws, g.edges.ymin, g.edges.ymax, grid.e)
+        for code, ws in windows.items()
+        if ws and (g := countries[code]) is not None
+    }
+    return plan_units({c: windows[c] for c in shapes}, shapes)
 
 
 def execution_order(units: Sequence[WorkUnit]) -> list[WorkUnit]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from tileindex.fsio import fsync_file
 from tileindex.grid import MaskCounts
 from tileindex.plan import WorkUnit
 from tileindex.report import CountrySummary, RunReport, rfc3339_utc
@@ -268,11 +269,7 @@ class JsonLinesTelemetry:
         if not self.path.exists():
             return
         with self._lock:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(self.path)
 
 
 class MultiTelemetry:
