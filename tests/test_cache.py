@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import shapely
 
-from tileindex.cache import CachedUnit, MaskCache, unit_key
-from tileindex.grid import Grid, Window
+from tileindex.cache import MaskCache, unit_key
+from tileindex.grid import Grid, MaskCounts, Runs, Window
 from tileindex.pipeline import build
 
 from factories import make_inputs
@@ -67,16 +67,17 @@ def test_a_corrupt_entry_is_recomputed(inputs, tmp_path: Path) -> None:
 
 def test_eviction_removes_the_least_recently_used(tmp_path: Path) -> None:
     cache = MaskCache(tmp_path, max_bytes=0)
-    unit = CachedUnit(np.arange(100), np.zeros(100, np.int64), np.ones(100, np.int64), 5, 3, 1)
+    runs = Runs.of(np.arange(100), np.zeros(100), np.ones(100))
     for i, key in enumerate(["aa" * 32, "bb" * 32, "cc" * 32]):
-        cache.put(key, unit)
+        cache.put(key, runs, MaskCounts(5, 3, 1))
         path = tmp_path / key[:2] / f"{key}.npz"
         os.utime(path, (1000 + i, 1000 + i))
     cache.max_bytes = cache.size_bytes() - 1  # one entry too many
     assert cache.evict() == 1
     assert cache.get("aa" * 32) is None  # the oldest went
     got = cache.get("cc" * 32)
-    assert got is not None and got.cells_included == 3 and (got.row == np.arange(100)).all()
+    assert got is not None
+    assert got[1] == MaskCounts(5, 3, 1) and (got[0].row == np.arange(100)).all()
 
 
 def test_keys_follow_geometry_grid_predicate_and_windows() -> None:

@@ -40,7 +40,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from tileindex import kernel, legacy
 from tileindex.errors import GeometryInvalidError
 from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import CellRuns, FloatArray, Grid, Window
+from tileindex.grid import ChunkMask, FloatArray, Grid, Window
 from tileindex.predicates import PREDICATES
 
 BoolArray = npt.NDArray[np.bool_]
@@ -229,7 +229,7 @@ def _check_engines(grid: Grid, country: CountryGeometry) -> None:
         _check_runs(fast)
 
 
-def _check_runs(runs: CellRuns) -> None:
+def _check_runs(runs: ChunkMask) -> None:
     """Runs are sorted by (row, col0), non-empty, inside the window and never touch."""
     w = runs.window
     assert ((runs.col0 < runs.col1) & (runs.col0 >= w.col_start) & (runs.col1 <= w.col_stop)).all()

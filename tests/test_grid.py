@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pyproj import Geod
 
 from tileindex.errors import RasterMismatchError
-from tileindex.grid import CellRuns, Grid, Window, ellipsoidal_band_area
+from tileindex.grid import ChunkMask, Grid, MaskCounts, Runs, Window, ellipsoidal_band_area
 
 WORLDPOP = (0.0083333333, 0.0, -180.0012493, 0.0, -0.0083333333, 83.6329165016827)
 
@@ -103,8 +103,8 @@ def test_windows_cover_a_box_with_a_one_cell_rim() -> None:
     grid = Grid.from_transform(360, 180, (1.0, 0.0, -180.0, 0.0, -1.0, 90.0))
     # the box widened by one cell is -11..11; cells whose closed extent meets it are
     # columns 168 (-12..-11) .. 191 (11..12) and rows 78 (12..11) .. 101 (-11..-12)
-    assert grid.windows_for_bounds(-10, -10, 10, 10) == [Window(78, 102, 168, 192)]
-    assert grid.windows_for_bounds(0, 95, 1, 96) == []
+    assert grid.windows_for_boxes([[-10, -10, 10, 10]]) == [Window(78, 102, 168, 192)]
+    assert grid.windows_for_boxes([[0, 95, 1, 96]]) == []
 
 
 def test_windows_of_a_dateline_country_stay_near_the_dateline(worldpop: Grid) -> None:
@@ -113,7 +113,7 @@ def test_windows_of_a_dateline_country_stay_near_the_dateline(worldpop: Grid) ->
     assert windows[0].col_start == 0 and windows[0].col_stop < 300
     assert windows[1].col_stop == 43199 and windows[1].col_start > 42700
     # the sliver of column 0 west of -180 (179.99875..180) makes a box at 179.999 hit it
-    assert worldpop.windows_for_bounds(179.999, 0, 180, 1)[0].col_start == 0
+    assert worldpop.windows_for_boxes([[179.999, 0, 180, 1]])[0].col_start == 0
 
 
 def test_column_segments_split_the_straddling_cell(worldpop: Grid) -> None:
@@ -153,7 +153,7 @@ def test_chunks_tile_the_window_in_row_major_order(h: int, w: int, size: int) ->
 def test_runs_round_trip_a_mask(rows: list[list[bool]]) -> None:
     mask = np.array(rows, dtype=bool)
     window = Window(10, 10 + mask.shape[0], 20, 25)
-    runs = CellRuns.from_mask(window, mask, np.zeros_like(mask))
+    runs = ChunkMask.from_mask(window, mask, np.zeros_like(mask))
     assert (runs.to_mask() == mask).all()
     assert runs.cells_included == mask.sum()
     assert (runs.col1 > runs.col0).all()
@@ -178,3 +178,37 @@ def test_far_apart_parts_get_their_own_windows_and_near_ones_share() -> None:
     for w in windows:
         cells[w.row_start : w.row_stop, w.col_start : w.col_stop] += 1
     assert cells.max() == 1
+
+
+def _cells_of(runs: Runs) -> list[tuple[int, int, int]]:
+    """(country, row, col) of every cell, run by run: the stream the runs stand for."""
+    return [
+        (int(k), int(r), c)
+        for k, r, a, b in zip(runs.country, runs.row, runs.col0, runs.col1, strict=True)
+        for c in range(int(a), int(b))
+    ]
+
+
+RUN_TABLE = Runs.concat(
+    [Runs.of([0, 0, 2], [0, 5, 1], [3, 7, 4], country=0), Runs.of([1], [2], [6], country=1)]
+)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 12), (0, 1), (2, 4), (3, 5), (4, 11), (7, 7)])
+def test_a_slice_of_runs_holds_exactly_those_cells(start: int, stop: int) -> None:
+    # 3 + 2 + 3 + 4 = 12 cells; a slice may cut a run at either end or hold nothing
+    part = RUN_TABLE.slice_cells(start, stop)
+    assert _cells_of(part) == _cells_of(RUN_TABLE)[start:stop]
+    assert part.cells == stop - start
+
+
+def test_runs_sort_by_country_then_row_then_column() -> None:
+    shuffled = RUN_TABLE.take(np.array([3, 2, 0, 1]))
+    assert _cells_of(shuffled.sorted()) == _cells_of(RUN_TABLE)
+    assert len(Runs.empty()) == 0 and Runs.empty().cells == 0
+
+
+def test_mask_counts_add_up() -> None:
+    total = MaskCounts(10, 4, 1) + MaskCounts(5, 5, 0)
+    assert total == MaskCounts(15, 9, 1)
+    assert total.cells_excluded_outside == 15 - 9 - 1

@@ -13,7 +13,7 @@ from shapely.geometry import Polygon, box
 from edge_cases import CASES, G10, HOLE_CENTROIDS, block
 from tileindex.errors import InclusionRuleError
 from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.legacy import mask_chunk
 
 BOTH = ("center", "any_overlap")
@@ -23,11 +23,11 @@ def _country(*geoms: shapely.Geometry, iso: str = "AA") -> CountryGeometry:
     return country_geometry(iso, list(geoms))
 
 
-def _run(grid: Grid, country: CountryGeometry, predicate: str) -> CellRuns:
+def _run(grid: Grid, country: CountryGeometry, predicate: str) -> ChunkMask:
     return mask_chunk(grid, Window(0, grid.nrows, 0, grid.ncols), country, predicate)
 
 
-def _cells(runs: CellRuns) -> set[tuple[int, int]]:
+def _cells(runs: ChunkMask) -> set[tuple[int, int]]:
     return {
         (r, k)
         for r, k0, k1 in zip(runs.row.tolist(), runs.col0.tolist(), runs.col1.tolist(), strict=True)

@@ -11,7 +11,7 @@ import pytest
 from tileindex import kernel, legacy
 from tileindex.errors import ConfigError, InclusionRuleError, InputError
 from tileindex.geometry import CountryGeometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.parity import run_parity
 
 Inputs = tuple[Path, Path, Path]
@@ -57,7 +57,7 @@ def test_an_engine_failing_inside_a_window_stops_the_run_with_its_error(inputs) 
 
     def fails_on_the_second_window(
         grid: Grid, window: Window, country: CountryGeometry, predicate: str
-    ) -> CellRuns:
+    ) -> ChunkMask:
         masked.append(window)
         if len(masked) == 2:
             raise _MaskingFailed(f"{country.iso} rows {window.row_start}..{window.row_stop - 1}")
@@ -78,14 +78,16 @@ def test_an_engine_failing_inside_a_window_stops_the_run_with_its_error(inputs) 
     assert len(reported) == 1 and reported[0].startswith("AA center rows ")
 
 
-def _drops_a_cell(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> CellRuns:
+def _drops_a_cell(
+    grid: Grid, window: Window, country: CountryGeometry, predicate: str
+) -> ChunkMask:
     """The kernel, but the first included cell of every window is lost."""
     runs = kernel.mask_chunk(grid, window, country, predicate)
     mask = runs.to_mask()
     hit = np.argwhere(mask)
     if hit.size:
         mask[tuple(hit[0])] = False
-    return CellRuns.from_mask(window, mask, np.zeros_like(mask))
+    return ChunkMask.from_mask(window, mask, np.zeros_like(mask))
 
 
 def test_a_wrong_engine_is_reported(inputs) -> None:

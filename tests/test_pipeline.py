@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
+from tileindex import kernel, tasks
 from tileindex.contract import (
     PAT_COUNTERS,
     REPORT_FIELDS,
@@ -18,10 +19,12 @@ from tileindex.contract import (
 )
 from tileindex.errors import (
     ConfigError,
+    DuplicateTileError,
     GeometryInvalidError,
     ImmutablePartitionError,
     InclusionRuleError,
 )
+from tileindex.grid import ChunkMask, Runs
 from tileindex.pipeline import build
 
 from factories import SMALL_WORLD_GRID, make_inputs
@@ -169,6 +172,24 @@ def test_invalid_geometry_fails_with_the_geos_reason_and_publishes_nothing(tmp_p
         build(*inputs, tmp_path / "out")
     assert "AA" in str(info.value) and "Self-intersection" in str(info.value)
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_an_engine_that_repeats_a_cell_fails_the_build_with_e003(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def repeats_its_first_run(grid, window, country, predicate) -> ChunkMask:
+        mask = kernel.mask_chunk(grid, window, country, predicate)
+        if not len(mask):
+            return mask
+        runs = Runs.concat([mask.take(slice(0, 1)), mask]).sorted()
+        return ChunkMask.from_runs(window, runs, mask.cells_included, mask.cells_excluded_hole)
+
+    monkeypatch.setitem(tasks.ENGINES, "fast", repeats_its_first_run)  # serial: in-process
+    with pytest.raises(DuplicateTileError) as info:
+        build(*inputs, tmp_path)
+    assert info.value.code == "E003_DUP_TILE"
+    assert info.value.context["country_iso"] == "AA"  # the first country with cells
+    assert not (tmp_path / "data" / "layer1" / "1B" / "tile_index").exists()
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from pyproj import CRS
 
 from tileindex.errors import ConfigError, InputFileError
+from tileindex.fsio import write_atomic
 from tileindex.prepare import (
     COUNTRIES_FILE,
     GRID_FILE,
@@ -28,7 +29,6 @@ from tileindex.prepare import (
     REPORT_FILE,
     PrepareResult,
     _NeLayer,
-    _write_atomic,
     countries_table,
     grid_for_resolution,
     locate_natural_earth_zip,
@@ -353,7 +353,7 @@ def test_failed_write_leaves_neither_file_nor_temp(tmp_path: Path) -> None:
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _write_atomic(tmp_path / "x.parquet", half_then_fail)
+        write_atomic(tmp_path / "x.parquet", half_then_fail)
     assert list(tmp_path.iterdir()) == []
 
 

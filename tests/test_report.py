@@ -8,8 +8,6 @@ import os
 import pickle
 import re
 import resource
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +21,7 @@ from tileindex.report import (
     PatCounters,
     ResourceMeter,
     RunReport,
+    ingress_versions,
     open_files_now,
     peak_rss_bytes,
     rfc3339_utc,
@@ -84,7 +83,6 @@ def _report(**kw) -> RunReport:
         "determinism_receipt": {"partition_path": PARTITION, "sha256_hex": "d" * 64},
         "pat": _pat(),
         "engine": "serial",
-        "chunk_size": 512,
         "started_at": rfc3339_utc(),
         "finished_at": rfc3339_utc(),
         "outputs": {"tile_index": PARTITION},
@@ -126,11 +124,17 @@ def test_run_report_has_every_spec_field():
     assert set(doc["determinism_receipt"]) == {"partition_path", "sha256_hex"}
     assert set(doc["pat"]) >= SPEC_PAT
     assert doc["contract_version"] == CONTRACT_VERSION
-    for key in ("engine", "chunk_size", "started_at", "finished_at", "outputs"):
+    for key in ("engine", "started_at", "finished_at", "outputs"):
         assert key in doc
+    assert "chunk_size" not in doc  # docs/CONTRACT.md §8 puts it in pat, once
     assert RFC3339_Z.match(doc["started_at"]) and RFC3339_Z.match(doc["finished_at"])
     assert RunReport.from_json(doc) == report
     assert pickle.loads(pickle.dumps(report)) == report
+
+
+def test_ingress_versions_names_the_three_inputs_as_the_contract_does():
+    doc = ingress_versions(iso="a" * 64, countries="b" * 64, raster="c" * 64)
+    assert doc == {"iso": "a" * 64, "countries": "b" * 64, "raster": "c" * 64}
 
 
 @pytest.mark.parametrize(
@@ -251,31 +255,6 @@ def test_resource_meter_measures_the_process(tmp_path):
     assert later.cpu_seconds > first.cpu_seconds
     assert later.wall_seconds > first.wall_seconds
     assert set(later.to_json()) >= {"rss_peak_bytes", "cpu_seconds", "open_files_peak"}
-
-
-# A child that touches 64 MiB, burns 0.2 s of CPU and prints its own peak RSS in bytes.
-_CHILD = """
-import resource, sys, time
-block = b"x" * (64 << 20)
-t = time.process_time()
-while time.process_time() - t < 0.2:
-    pass
-unit = 1 if sys.platform == "darwin" else 1024
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit)
-"""
-
-
-def test_resource_meter_counts_waited_for_children():
-    meter = ResourceMeter()
-    before = meter.sample()
-    done = subprocess.run([sys.executable, "-c", _CHILD], check=True, capture_output=True)
-    child_peak = int(done.stdout)
-    after = meter.sample()
-    assert child_peak >= 64 << 20
-    # the children's peak is the largest child's, in bytes (a KiB slip would be 1024 x off)
-    assert after.rss_peak_children_bytes >= child_peak
-    assert after.rss_peak_children_bytes == peak_rss_bytes(children=True)
-    assert after.cpu_seconds_children - before.cpu_seconds_children >= 0.15
 
 
 def test_module_level_probes():

@@ -1,4 +1,4 @@
-"""rows.iter_batches: runs -> exact tile_index / tile_bounds batches."""
+"""rows: runs -> exact tile_index / tile_bounds batches, and the runs a build may publish."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from tileindex.errors import (
     InclusionRuleError,
     RasterMismatchError,
 )
-from tileindex.grid import Grid
-from tileindex.rows import iter_batches
+from tileindex.grid import Grid, Runs
+from tileindex.rows import check_runs, iter_batches
 
 # the reference WorldPop 1 km grid: its west edge lies 0.00125 degrees west of -180
 WORLDPOP = Grid.from_transform(
@@ -29,11 +29,14 @@ SMALL = Grid.from_transform(12, 6, (30.0, 0, -180.0, 0, -30.0, 90.0))
 
 
 def _tables(grid, runs, max_rows=1 << 20, iso="FJ", predicate="center"):
-    row, col0, col1 = (np.asarray(v, dtype=np.int64) for v in zip(*runs, strict=True))
-    pairs = list(iter_batches(grid, iso, predicate, row, col0, col1, max_rows=max_rows))
+    pairs = list(iter_batches(grid, iso, predicate, _as_runs(runs), max_rows=max_rows))
     index = pa.Table.from_batches([p[0] for p in pairs], schema=TILE_INDEX_SCHEMA)
     bounds = pa.Table.from_batches([p[1] for p in pairs], schema=TILE_BOUNDS_SCHEMA)
     return pairs, index, bounds
+
+
+def _as_runs(runs, country=0):
+    return Runs.of(*(np.asarray(v, dtype=np.int64) for v in zip(*runs, strict=True)), country)
 
 
 def _cells(runs):
@@ -126,9 +129,8 @@ def test_grid_in_0_360_is_published_in_minus180_180():
 
 
 def test_no_cells_yields_nothing():
-    empty = np.array([], dtype=np.int64)
-    assert list(iter_batches(SMALL, "FJ", "center", empty, empty, empty)) == []
-    assert list(iter_batches(SMALL, "FJ", "center", [1, 2], [3, 4], [3, 4])) == []
+    assert list(iter_batches(SMALL, "FJ", "center", Runs.empty())) == []
+    assert list(iter_batches(SMALL, "FJ", "center", Runs.of([1, 2], [3, 4], [3, 4]))) == []
 
 
 def test_empty_runs_are_ignored():
@@ -147,14 +149,28 @@ def test_empty_runs_are_ignored():
 )
 def test_overlapping_or_unsorted_runs_are_refused(runs):
     with pytest.raises(DuplicateTileError) as info:
-        _tables(SMALL, runs)
+        check_runs(SMALL, _as_runs(runs), ["FJ"])
     assert info.value.code == "E003_DUP_TILE"
+    assert info.value.context["country_iso"] == "FJ"
+
+
+def test_a_later_country_may_restart_at_a_low_tile_id_but_not_go_back() -> None:
+    later = Runs.concat([_as_runs([(3, 0, 5)], 0), _as_runs([(0, 0, 2)], 1)])
+    check_runs(SMALL, later, ["AA", "BB"])  # (AA, 36..40) then (BB, 0..1): in key order
+    back = Runs.concat([_as_runs([(0, 0, 2)], 1), _as_runs([(3, 0, 5)], 0)])
+    with pytest.raises(DuplicateTileError, match="country AA"):
+        check_runs(SMALL, back, ["AA", "BB"])
+
+
+def test_runs_that_touch_end_to_start_are_disjoint() -> None:
+    # (0, 0..2) and (0, 3..4) share no cell; neither do the end of row 0 and row 1's start
+    check_runs(SMALL, _as_runs([(0, 0, 3), (0, 3, 5), (0, 11, 12), (1, 0, 1)]), ["FJ"])
 
 
 @pytest.mark.parametrize("runs", [[(6, 0, 1)], [(-1, 0, 1)], [(0, 11, 13)], [(0, -1, 2)]])
 def test_runs_off_the_grid_are_refused(runs):
     with pytest.raises(RasterMismatchError):
-        _tables(SMALL, runs)
+        check_runs(SMALL, _as_runs(runs), ["FJ"])
 
 
 def test_bad_arguments():
@@ -163,13 +179,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="max_rows"):
         _tables(SMALL, RUNS, max_rows=0)
     with pytest.raises(ValueError, match="ends before it starts"):
-        _tables(SMALL, [(0, 4, 2)])
+        check_runs(SMALL, _as_runs([(0, 4, 2)]), ["FJ"])
     with pytest.raises(ValueError, match="differ in length"):
-        list(iter_batches(SMALL, "FJ", "center", [0, 1], [0], [1]))
+        Runs.of([0, 1], [0], [1])
 
 
 @st.composite
-def _runs(draw):
+def _row_major_runs(draw):
     nrows, ncols = draw(st.integers(1, 6)), draw(st.integers(1, 9))
     mask = draw(st.lists(st.booleans(), min_size=nrows * ncols, max_size=nrows * ncols))
     runs = []
@@ -190,7 +206,7 @@ def _runs(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(case=_runs(), max_rows=st.integers(1, 20))
+@given(case=_row_major_runs(), max_rows=st.integers(1, 20))
 def test_matches_per_cell_expansion(case, max_rows):
     nrows, ncols, runs = case
     grid = Grid.from_transform(ncols, nrows, (360.0 / ncols, 0, -180.0, 0, -180.0 / nrows, 90.0))
@@ -210,7 +226,7 @@ def test_matches_per_cell_expansion(case, max_rows):
 
 def _one_cell(grid: Grid) -> None:
     run = np.array([0])
-    list(iter_batches(grid, "AA", "center", run, run, run + 1))
+    list(iter_batches(grid, "AA", "center", Runs.of(run, run, run + 1)))
 
 
 def test_a_row_beyond_the_pole_is_e004() -> None:

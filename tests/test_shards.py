@@ -17,11 +17,11 @@ import pytest
 
 from tileindex import shards
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA, determinism_receipt
-from tileindex.errors import DuplicateTileError, ImmutablePartitionError
-from tileindex.grid import Grid
+from tileindex.errors import ImmutablePartitionError
+from tileindex.grid import Grid, Runs
+from tileindex.layout import DATASETS
 from tileindex.rows import iter_batches
 from tileindex.shards import (
-    DATASETS,
     STAGING_DIRNAME,
     DatasetWriter,
     PublishOutcome,
@@ -48,7 +48,7 @@ def _stream(countries=("AD", "FJ", "RU")) -> tuple[pa.Table, pa.Table]:
         rows = np.repeat(r, 2)
         col0 = np.stack([a0, b0], axis=1).ravel()
         col1 = np.stack([a1, b1], axis=1).ravel()
-        for i, b in iter_batches(GRID, iso, "center", rows, col0, col1):
+        for i, b in iter_batches(GRID, iso, "center", Runs.of(rows, col0, col1)):
             index.append(i)
             bounds.append(b)
     return (
@@ -183,33 +183,6 @@ def test_parquet_settings_are_applied(tmp_path):
     benc = {bmd.column(i).path_in_schema: bmd.column(i) for i in range(bmd.num_columns)}
     assert "BYTE_STREAM_SPLIT" in benc["min_lon_deg"].encodings
     assert benc["max_lat_deg"].has_dictionary_page
-
-
-def test_duplicate_key_is_e003(tmp_path):
-    i, b = INDEX.slice(0, 5).to_batches()[0], BOUNDS.slice(0, 5).to_batches()[0]
-    with pytest.raises(DuplicateTileError) as info, DatasetWriter(tmp_path / "s") as w:
-        w.write(i, b)
-        w.write(i.slice(4), b.slice(4))
-    assert info.value.code == "E003_DUP_TILE"
-    dup_within = pa.concat_batches([i.slice(0, 2), i.slice(1, 1)])
-    dup_within_b = pa.concat_batches([b.slice(0, 2), b.slice(1, 1)])
-    with pytest.raises(DuplicateTileError), DatasetWriter(tmp_path / "t") as w:
-        w.write(dup_within, dup_within_b)
-
-
-def test_out_of_order_rows_are_refused(tmp_path):
-    i, b = INDEX.slice(0, 10).to_batches()[0], BOUNDS.slice(0, 10).to_batches()[0]
-    with pytest.raises(ValueError, match="order"), DatasetWriter(tmp_path / "s") as w:
-        w.write(i.slice(5), b.slice(5))
-        w.write(i.slice(0, 5), b.slice(0, 5))
-    # another country may restart at a low tile_id, but not go back in the alphabet
-    ru = INDEX.filter(pa.compute.equal(INDEX["country_iso"], "RU")).slice(0, 3)
-    fj = INDEX.filter(pa.compute.equal(INDEX["country_iso"], "FJ")).slice(0, 3)
-    ru_b = BOUNDS.filter(pa.compute.equal(BOUNDS["country_iso"], "RU")).slice(0, 3)
-    fj_b = BOUNDS.filter(pa.compute.equal(BOUNDS["country_iso"], "FJ")).slice(0, 3)
-    with pytest.raises(ValueError, match="order"), DatasetWriter(tmp_path / "t") as w:
-        w.write(ru.to_batches()[0], ru_b.to_batches()[0])
-        w.write(fj.to_batches()[0], fj_b.to_batches()[0])
 
 
 def test_mismatched_or_wrong_batches_are_refused(tmp_path):
@@ -416,14 +389,3 @@ def test_cleanup_stale_staging(tmp_path):
     assert cleanup_stale_staging(tmp_path, older_than_s=3600) == [old]
     assert not old.exists() and fresh.exists() and mine.exists()
     assert cleanup_stale_staging(tmp_path / "nothing-here", 0) == []
-
-
-def test_constant_string_fast_path_is_exact() -> None:
-    from tileindex.shards import _constant_string
-
-    assert _constant_string(pa.repeat(pa.scalar("AB", pa.string()), 5))
-    assert not _constant_string(pa.array(["AB", "AB", "AC"]))
-    assert not _constant_string(pa.array(["AB", "ABC"]))
-    assert not _constant_string(pa.array(["AB", None]))
-    assert _constant_string(pa.array(["AB", "AB", "AC"]).slice(0, 2))
-    assert not _constant_string(pa.array(["AC", "AB", "AB"]).slice(1, 2))  # offset: generic

@@ -1,10 +1,10 @@
-"""telemetry: the S1_ERROR event, the callback implementations and the progress display."""
+"""telemetry: the typed events and their event-log lines, the callback implementations
+and the progress display."""
 
 from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 
 import pytest
@@ -12,14 +12,20 @@ from rich.console import Console
 
 from tileindex.cli.progress import ProgressTelemetry
 from tileindex.errors import GeometryInvalidError, ImmutablePartitionError
+from tileindex.grid import MaskCounts, Window
+from tileindex.plan import ChunkShape, WorkUnit
 from tileindex.report import CountrySummary, PatCounters, RunReport, rfc3339_utc
 from tileindex.telemetry import (
     ERROR_EVENT,
+    ExecutorEvent,
     JsonLinesTelemetry,
-    LoggingTelemetry,
+    MergeEvent,
     MultiTelemetry,
     NullTelemetry,
+    PlanEvent,
+    ShardFlushEvent,
     Telemetry,
+    UnitEvent,
     error_event,
 )
 
@@ -40,7 +46,6 @@ def _report() -> RunReport:
         determinism_receipt={"partition_path": "/p", "sha256_hex": "e" * 64},
         pat=pat,
         engine="serial",
-        chunk_size=64,
         started_at=rfc3339_utc(),
         finished_at=rfc3339_utc(),
     )
@@ -85,7 +90,7 @@ def test_error_event_refuses_unknown_context():
 
 @pytest.mark.parametrize(
     "t",
-    [NullTelemetry(), LoggingTelemetry(), MultiTelemetry(), JsonLinesTelemetry("/dev/null")],
+    [NullTelemetry(), MultiTelemetry(), JsonLinesTelemetry("/dev/null")],
 )
 def test_implementations_satisfy_the_protocol(t):
     assert isinstance(t, Telemetry)
@@ -153,15 +158,6 @@ def test_multi_telemetry_fans_out_in_order():
     a, b = _Recorder(), _Recorder()
     _drive(MultiTelemetry(a, b), None)
     assert a.calls == b.calls == ["start", "unit", "unit", "country", "S1_ERROR", "finish"]
-
-
-def test_logging_telemetry_logs_and_never_prints(caplog, capsys):
-    with caplog.at_level(logging.DEBUG, logger="tileindex.telemetry"):
-        _drive(LoggingTelemetry(), _report())
-    assert capsys.readouterr() == ("", "")
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "E001_GEO_INVALID" in errors[0].getMessage()
-    assert any("FJ: 4 of 10 cells included" in r.getMessage() for r in caplog.records)
 
 
 # -- the progress display of the CLI (tileindex.cli.progress) ---------------------------
@@ -237,3 +233,58 @@ def test_plain_progress_names_the_heaviest_unit_left(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "units 1/3" in err
     assert "heaviest left: RU rows 1024-2048 (8.0 M cells)" in err
+
+
+UNIT = WorkUnit(
+    7, "FJ", (Window(3, 9, 0, 4), Window(3, 5, 40, 43)), ChunkShape(16, 16), row_start=3, row_stop=9
+)
+
+
+def test_event_lines_keep_their_fields_in_order() -> None:
+    # the event log's lines as the contract's readers know them: name, time, then fields
+    lines = {
+        "S1_EXECUTOR": ExecutorEvent("dask", 4, "http://h:8787/status").to_json(),
+        "S1_PLAN": PlanEvent.of([UNIT]).to_json(),
+        "S1_UNIT": UnitEvent.of(UNIT, MaskCounts(30, 12, 2), 0.12345678, "pid9").to_json(),
+        "S1_SHARD_FLUSH": ShardFlushEvent(0, 12, 3456, 0.5, "pid9").to_json(),
+        "S1_MERGE": MergeEvent(parts=1, rows=12, bytes=3456, seconds=0.75).to_json(),
+    }
+    fields = {
+        "S1_EXECUTOR": ["executor", "workers", "dashboard"],
+        "S1_PLAN": ["units"],
+        "S1_UNIT": [
+            "unit_id",
+            "country_iso",
+            "row_start",
+            "row_stop",
+            "col_spans",
+            "cells_visited",
+            "cells_included",
+            "seconds",
+            "worker",
+        ],
+        "S1_SHARD_FLUSH": ["part_index", "rows", "bytes", "seconds", "worker"],
+        "S1_MERGE": ["parts", "rows", "bytes", "seconds"],
+    }
+    for name, line in lines.items():
+        assert list(line) == ["event", "at", *fields[name]]
+        assert line["event"] == name and RFC3339_Z.match(line["at"])
+        assert json.loads(json.dumps(line)) == line  # plain JSON values, lists not tuples
+    # 6 + 2 cells in its two windows' rows 3..9 and 3..5: 6*4 + 2*3 = 30
+    assert lines["S1_PLAN"]["units"] == [[7, "FJ", 3, 9, 30]]
+    assert lines["S1_UNIT"]["col_spans"] == [[0, 4], [40, 43]]
+    assert lines["S1_UNIT"]["seconds"] == 0.123457
+    assert (lines["S1_UNIT"]["cells_visited"], lines["S1_UNIT"]["cells_included"]) == (30, 12)
+
+
+def test_error_event_line_keeps_the_contract_order() -> None:
+    ev = error_event("E003_DUP_TILE", "twice", HASH, country_iso="FJ", raster_col=4)
+    assert list(ev) == [
+        "event",
+        "code",
+        "at",
+        "parameter_hash",
+        "message",
+        "country_iso",
+        "raster_col",
+    ]

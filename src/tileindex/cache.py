@@ -17,21 +17,18 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-from tileindex.grid import Grid, Window
+from tileindex.fsio import write_atomic
+from tileindex.grid import Grid, MaskCounts, Runs, Window
 
 log = logging.getLogger(__name__)
 
 # bump when a change to the engines could change any unit's cells
 CACHE_FORMAT = "tileindex-mask-cache/1"
 DEFAULT_MAX_BYTES = 2 * 1024**3
-
-IntArray = npt.NDArray[np.int64]
 
 
 def default_cache_dir() -> Path:
@@ -53,16 +50,6 @@ def unit_key(geometry_digest: str, grid: Grid, predicate: str, windows: Sequence
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass(frozen=True, eq=False)
-class CachedUnit:
-    row: IntArray
-    col0: IntArray
-    col1: IntArray
-    cells_visited: int
-    cells_included: int
-    cells_excluded_hole: int
-
-
 def _digest(arrays: Sequence[np.ndarray]) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -80,7 +67,8 @@ class MaskCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> CachedUnit | None:
+    def get(self, key: str) -> tuple[Runs, MaskCounts] | None:
+        """The unit's runs and counts stored under ``key``, or None (missing, corrupt)."""
         path = self._path(key)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -99,35 +87,32 @@ class MaskCache:
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used (a read-only cache still serves)
         row, col0, col1, counts = arrays
-        return CachedUnit(row, col0, col1, int(counts[0]), int(counts[1]), int(counts[2]))
+        return Runs.of(row, col0, col1), MaskCounts(*(int(n) for n in counts))
 
-    def put(self, key: str, unit: CachedUnit) -> None:
+    def put(self, key: str, runs: Runs, counts: MaskCounts) -> None:
         """Store an entry; the cache is an optimisation, so a folder that cannot be
         written (read-only, full) only costs the reuse, never the build."""
         try:
-            self._put(key, unit)
+            self._put(key, runs, counts)
         except OSError as exc:
             log.warning("mask cache %s not writable (%s); continuing without it", self.root, exc)
 
-    def _put(self, key: str, unit: CachedUnit) -> None:
-        counts = np.array(
-            [unit.cells_visited, unit.cells_included, unit.cells_excluded_hole], dtype=np.int64
+    def _put(self, key: str, runs: Runs, counts: MaskCounts) -> None:
+        numbers = np.array(
+            [counts.cells_visited, counts.cells_included, counts.cells_excluded_hole],
+            dtype=np.int64,
         )
-        arrays = [unit.row, unit.col0, unit.col1, counts]
+        arrays = [runs.row, runs.col0, runs.col1, numbers]
         buf = io.BytesIO()
         np.savez(
             buf,
-            row=arrays[0],
-            col0=arrays[1],
-            col1=arrays[2],
-            counts=counts,
+            row=runs.row,
+            col0=runs.col0,
+            col1=runs.col1,
+            counts=numbers,
             sha256=np.array(_digest(arrays)),
         )
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        write_atomic(self._path(key), buf.getvalue())
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*/*.npz"))

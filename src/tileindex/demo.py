@@ -19,8 +19,6 @@ DEFAULT_DEMO_DIR = Path("tileindex-demo")
 
 @dataclass(frozen=True)
 class DemoResult:
-    inputs_dir: Path
-    prepared: bool  # False when the cached inputs were reused
     build: BuildResult
     preview_png: Path
     largest: tuple[tuple[str, int], ...]  # (country_iso, rows), most rows first
@@ -67,4 +65,4 @@ def run_demo(
     largest = heapq.nlargest(
         10, ((s.country_iso, s.cells_included) for s in result.summaries), key=lambda t: t[1]
     )
-    return DemoResult(inputs, prepared, result, png, tuple(largest))
+    return DemoResult(result, png, tuple(largest))

@@ -3,6 +3,7 @@ edge arrays and indexes the engines test cells against."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,10 +14,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.errors import GeometryInvalidError
+from tileindex.grid import LON_SHIFTS
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
-# [lo, hi] longitude ranges and the shift that brings each into [-180, 180]
-_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
 
 
 def check_valid(geom: BaseGeometry | None, iso: str, what: str = "geometry") -> BaseGeometry:
@@ -83,7 +83,7 @@ def normalise_longitudes(geom: BaseGeometry) -> BaseGeometry:
     if minx >= -180.0 and maxx <= 180.0:
         return geom
     pieces = []
-    for lo, hi, shift in _SHIFTS:
+    for lo, hi, shift in LON_SHIFTS:
         if maxx <= lo or minx >= hi:
             continue
         piece = _clip(geom, lo, hi)
@@ -106,6 +106,13 @@ def country_geometry(iso: str, rows: Sequence[BaseGeometry]) -> CountryGeometry:
         what += " after cutting at the antimeridian"
     check_valid(geom, iso, what)
     return CountryGeometry.from_geometry(iso, geom)
+
+
+def geometry_digest(country: CountryGeometry) -> str:
+    """SHA-256 of the country's normalised geometry (WKB), code included: what the mask
+    cache keys a country's runs by."""
+    wkb = shapely.to_wkb(country.geom, byte_order=1, output_dimension=2)
+    return hashlib.sha256(country.iso.encode() + b"\0" + wkb).hexdigest()
 
 
 FloatArray = npt.NDArray[np.float64]
@@ -208,12 +215,12 @@ class CountryGeometry:
 class ExactIndex:
     """GEOS structures for the exact decisions, built once per country.
 
-    ``geom`` is the prepared country geometry; ``shells[i]`` is part i's exterior as a
-    hole-free polygon, ``holes[i]`` its holes as one (possibly empty) multipolygon.
+    ``geom`` is the prepared country geometry; ``shell_tree`` indexes each part's
+    exterior as a hole-free (prepared) polygon, in part order; ``holes[i]`` is part i's
+    holes as one (possibly empty) multipolygon.
     """
 
     geom: BaseGeometry
-    shells: npt.NDArray[np.object_]
     holes: npt.NDArray[np.object_]
     shell_tree: shapely.STRtree
 
@@ -231,4 +238,4 @@ class ExactIndex:
         )
         shapely.prepare(shells)
         shapely.prepare(holes)
-        return cls(geom, shells, holes, shapely.STRtree(shells))
+        return cls(geom, holes, shapely.STRtree(shells))

@@ -19,6 +19,7 @@ from tileindex.errors import RasterMismatchError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -101,7 +102,9 @@ class ColumnSegment:
     has_centroid: npt.NDArray[np.bool_]
 
 
-_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
+# The longitude ranges [lo, hi] a grid column or a polygon may reach, and the shift that
+# brings each into [-180, 180]: the cells' pieces and the polygons' pieces use one table.
+LON_SHIFTS = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
 
 
 @dataclass(frozen=True)
@@ -221,12 +224,6 @@ class Grid:
 
     # -- windows and chunks ------------------------------------------------------------
 
-    def windows_for_bounds(
-        self, minx: float, miny: float, maxx: float, maxy: float
-    ) -> list[Window]:
-        """Windows of cells whose (wrapped) extent may meet the lon/lat box."""
-        return self.windows_for_boxes(np.array([[minx, miny, maxx, maxy]], dtype=np.float64))
-
     def windows_for_boxes(self, boxes: npt.ArrayLike, merge_gap: int = 32) -> list[Window]:
         """Disjoint windows covering every cell whose (wrapped) extent may meet one of the
         lon/lat boxes (rows ``(minx, miny, maxx, maxy)``), with a one-cell rim so float
@@ -264,7 +261,7 @@ class Grid:
         xc = self.c + self.a * (cols.astype(np.float64) + 0.5)
         xc_wrapped = wrap_center(xc)
         out = []
-        for lo, hi, shift in _SHIFTS:
+        for lo, hi, shift in LON_SHIFTS:
             p0 = np.maximum(x0, lo)
             p1 = np.minimum(x1, hi)
             keep = p0 < p1
@@ -291,11 +288,13 @@ class Grid:
             )
         return out
 
-    def chunks(self, window: Window, size: int) -> Iterator[Window]:
-        """Row-major ``size`` x ``size`` chunks covering the window."""
-        for r in range(window.row_start, window.row_stop, size):
-            for c in range(window.col_start, window.col_stop, size):
-                yield Window(r, min(r + size, window.row_stop), c, min(c + size, window.col_stop))
+    def chunks(self, window: Window, rows: int, cols: int | None = None) -> Iterator[Window]:
+        """Row-major chunks of ``rows`` x ``cols`` cells (``cols`` defaults to ``rows``)
+        covering the window; the last ones in each direction are cut to the window."""
+        cols = rows if cols is None else cols
+        for r in range(window.row_start, window.row_stop, rows):
+            for c in range(window.col_start, window.col_stop, cols):
+                yield Window(r, min(r + rows, window.row_stop), c, min(c + cols, window.col_stop))
 
 
 def _merge_rects(rects: IntArray, gap: int) -> IntArray:
@@ -329,25 +328,106 @@ def _merge_rects(rects: IntArray, gap: int) -> IntArray:
     return rects[order]
 
 
-def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """[start, stop) of each run of True values."""
-    padded = np.concatenate(([False], mask, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(s), int(t)) for s, t in zip(edges[::2], edges[1::2], strict=True)]
-
-
 @dataclass(frozen=True, eq=False)
-class CellRuns:
-    """The result of masking one chunk: included cells as row-major runs, plus counts.
+class Runs:
+    """Included cells as row-major runs: run ``i`` covers cells ``(row[i], col0[i]) ..
+    (row[i], col1[i] - 1)`` of the country numbered ``country[i]`` in a code table its
+    holder keeps (0 for one country's runs). The engines, the units and the build's run
+    table keep them sorted by (country, row, col0) and disjoint;
+    :func:`tileindex.rows.check_runs` is where a build checks it."""
 
-    Run ``i`` covers cells ``(row[i], col0[i]) .. (row[i], col1[i] - 1)``; runs are
-    sorted by (row, col0) and never overlap. The counts feed the country summary.
-    """
-
-    window: Window
     row: IntArray
     col0: IntArray
     col1: IntArray
+    country: Int32Array
+
+    @classmethod
+    def of(
+        cls, row: npt.ArrayLike, col0: npt.ArrayLike, col1: npt.ArrayLike, country: int = 0
+    ) -> Runs:
+        """Runs of one country from three equally long integer sequences."""
+        r = np.asarray(row, dtype=np.int64).ravel()
+        c0 = np.asarray(col0, dtype=np.int64).ravel()
+        c1 = np.asarray(col1, dtype=np.int64).ravel()
+        if not (r.shape == c0.shape == c1.shape):
+            raise ValueError(f"run arrays differ in length: {r.size}, {c0.size}, {c1.size}")
+        return cls(r, c0, c1, np.full(r.size, country, dtype=np.int32))
+
+    @classmethod
+    def empty(cls) -> Runs:
+        return cls.of([], [], [])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Runs]) -> Runs:
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.row for p in parts]),
+            np.concatenate([p.col0 for p in parts]),
+            np.concatenate([p.col1 for p in parts]),
+            np.concatenate([p.country for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return int(self.row.size)
+
+    @property
+    def cells(self) -> int:
+        return int((self.col1 - self.col0).sum())
+
+    def with_country(self, country: int) -> Runs:
+        return Runs(self.row, self.col0, self.col1, np.full(self.row.size, country, np.int32))
+
+    def take(self, index: slice | npt.NDArray[np.bool_] | IntArray) -> Runs:
+        """The runs at ``index`` (a slice, positions or a boolean mask), as a new value."""
+        return Runs(self.row[index], self.col0[index], self.col1[index], self.country[index])
+
+    def sorted(self) -> Runs:
+        """The runs in (country, row, col0) order."""
+        return self.take(np.lexsort((self.col0, self.row, self.country)))
+
+    def slice_cells(self, start: int, stop: int) -> Runs:
+        """The runs holding cells [start, stop) of the concatenated cell stream, the first
+        and the last run trimmed to that range."""
+        ends = np.cumsum(self.col1 - self.col0)
+        i0 = int(np.searchsorted(ends, start, side="right"))
+        i1 = int(np.searchsorted(ends, stop - 1, side="right")) + 1 if stop > start else i0
+        out = self.take(slice(i0, i1))
+        col0, col1 = out.col0.copy(), out.col1.copy()
+        if col0.size:
+            before = int(ends[i0 - 1]) if i0 > 0 else 0
+            col0[0] += start - before
+            col1[-1] -= int(ends[i1 - 1]) - stop
+        return Runs(out.row, col0, col1, out.country)
+
+
+@dataclass(frozen=True)
+class MaskCounts:
+    """What masking saw: every visited cell is included, excluded by a hole (its test
+    point lies in a hole of the country) or excluded as outside. They add up."""
+
+    cells_visited: int = 0
+    cells_included: int = 0
+    cells_excluded_hole: int = 0
+
+    @property
+    def cells_excluded_outside(self) -> int:
+        return self.cells_visited - self.cells_included - self.cells_excluded_hole
+
+    def __add__(self, other: MaskCounts) -> MaskCounts:
+        return MaskCounts(
+            self.cells_visited + other.cells_visited,
+            self.cells_included + other.cells_included,
+            self.cells_excluded_hole + other.cells_excluded_hole,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkMask(Runs):
+    """An engine's result for one chunk: the window's included cells as runs (sorted,
+    disjoint, inside the window), and the counts that feed the country summary."""
+
+    window: Window
     cells_included: int
     cells_excluded_hole: int
 
@@ -355,10 +435,28 @@ class CellRuns:
     def cells_visited(self) -> int:
         return self.window.size
 
+    @property
+    def counts(self) -> MaskCounts:
+        return MaskCounts(self.cells_visited, self.cells_included, self.cells_excluded_hole)
+
+    @classmethod
+    def from_runs(
+        cls, window: Window, runs: Runs, cells_included: int, cells_excluded_hole: int
+    ) -> ChunkMask:
+        return cls(
+            row=runs.row,
+            col0=runs.col0,
+            col1=runs.col1,
+            country=runs.country,
+            window=window,
+            cells_included=cells_included,
+            cells_excluded_hole=cells_excluded_hole,
+        )
+
     @classmethod
     def from_mask(
         cls, window: Window, included: npt.NDArray[np.bool_], in_hole: npt.NDArray[np.bool_]
-    ) -> CellRuns:
+    ) -> ChunkMask:
         """Runs of ``included`` (a (height, width) mask of the window); ``in_hole`` marks
         excluded cells whose test point lies in a hole of the country."""
         h, w = included.shape
@@ -368,11 +466,14 @@ class CellRuns:
         sr, sc = np.nonzero(d == 1)
         _er, ec = np.nonzero(d == -1)
         # np.nonzero walks row-major, so starts and ends pair up in order
-        return cls(
-            window=window,
-            row=sr.astype(np.int64) + window.row_start,
-            col0=sc.astype(np.int64) + window.col_start,
-            col1=ec.astype(np.int64) + window.col_start,
+        runs = Runs.of(
+            sr.astype(np.int64) + window.row_start,
+            sc.astype(np.int64) + window.col_start,
+            ec.astype(np.int64) + window.col_start,
+        )
+        return cls.from_runs(
+            window,
+            runs,
             cells_included=int(np.count_nonzero(included)),
             cells_excluded_hole=int(np.count_nonzero(in_hole & ~included)),
         )

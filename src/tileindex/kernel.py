@@ -60,7 +60,7 @@ import numpy.typing as npt
 import shapely
 
 from tileindex.geometry import CountryGeometry, Edges
-from tileindex.grid import CellRuns, ColumnSegment, FloatArray, Grid, IntArray, Window
+from tileindex.grid import ChunkMask, ColumnSegment, FloatArray, Grid, IntArray, Runs, Window
 from tileindex.predicates import check_predicate
 
 BoolArray = npt.NDArray[np.bool_]
@@ -134,12 +134,12 @@ def _sweep(a: _Intervals, b: _Intervals, op: np.ufunc | object) -> _Intervals:
     return _Intervals(p[rising], p[falling])
 
 
-def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> CellRuns:
+def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> ChunkMask:
     """Included cells of ``window`` for ``country`` under ``predicate`` (see module doc)."""
     check_predicate(predicate)
     h, w = window.height, window.width
     if country.is_empty or h == 0 or w == 0:
-        return _runs(window, _Intervals.empty(), 0)
+        return _chunk_mask(window, _Intervals.empty(), 0)
 
     rows = _Rows(grid, np.arange(window.row_start, window.row_stop, dtype=np.int64))
     edges = _edges_in_rows(country.edges, rows)
@@ -156,20 +156,19 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
         included = included.union(inc)
         shells = shells.union(in_shell)
     hole = len(shells) - len(shells.intersection(included))
-    return _runs(window, included, hole)
+    return _chunk_mask(window, included, hole)
 
 
-def _runs(window: Window, included: _Intervals, hole: int) -> CellRuns:
+def _chunk_mask(window: Window, included: _Intervals, hole: int) -> ChunkMask:
+    """The included positions of the window (see ``_Layout``) as grid runs."""
     stride = window.width + 1
     row, col = np.divmod(included.start, stride)
-    return CellRuns(
-        window=window,
-        row=row + window.row_start,
-        col0=col + window.col_start,
-        col1=col + window.col_start + (included.stop - included.start),
-        cells_included=len(included),
-        cells_excluded_hole=hole,
+    runs = Runs.of(
+        row + window.row_start,
+        col + window.col_start,
+        col + window.col_start + (included.stop - included.start),
     )
+    return ChunkMask.from_runs(window, runs, cells_included=len(included), cells_excluded_hole=hole)
 
 
 class _Rows:

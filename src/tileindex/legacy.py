@@ -11,7 +11,7 @@ import shapely
 from shapely.geometry import Point, Polygon
 
 from tileindex.geometry import CountryGeometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.predicates import check_predicate
 
 # DE-9IM "the interiors meet": a positive-area overlap. Contact along an edge or at
@@ -19,7 +19,7 @@ from tileindex.predicates import check_predicate
 _INTERIORS_MEET = "T********"
 
 
-def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> CellRuns:
+def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: str) -> ChunkMask:
     """Decide every cell of ``window`` with one shapely predicate per cell.
 
     ``center``: the published (wrapped) centroid is in, or on, the shell of some part P
@@ -38,7 +38,7 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
     included = np.zeros((window.height, window.width), dtype=bool)
     in_hole = np.zeros_like(included)
     if country.is_empty or window.size == 0:
-        return CellRuns.from_mask(window, included, in_hole)
+        return ChunkMask.from_mask(window, included, in_hole)
 
     parts = []
     for part in country.parts:
@@ -79,4 +79,4 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
                 )
             included[i, j] = hit
             in_hole[i, j] = not hit and any(in_shells)
-    return CellRuns.from_mask(window, included, in_hole)
+    return ChunkMask.from_mask(window, included, in_hole)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tileindex.report import write_json_atomic
+from tileindex.fsio import write_atomic
+from tileindex.report import WorkerStats, write_json_atomic
 
 UNIT_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -23,6 +23,33 @@ class RunMetrics:
     shard_flush_seconds: tuple[float, ...]
     worker_rss_bytes: Mapping[str, int]
     cache_hits: int = 0
+
+    @classmethod
+    def of_run(
+        cls,
+        parameter_hash: str,
+        predicate: str,
+        rows_emitted: int,
+        seconds: float,
+        unit_stats: Sequence[WorkerStats],
+        part_stats: Sequence[WorkerStats],
+        cache_hits: int,
+    ) -> RunMetrics:
+        """The metrics of a build from its units' and parts' task stats."""
+        rss: dict[str, int] = {}
+        for st in (*unit_stats, *part_stats):
+            rss[st.worker] = max(rss.get(st.worker, 0), st.rss_peak_bytes)
+        return cls(
+            parameter_hash=parameter_hash,
+            predicate=predicate,
+            tiles_total=rows_emitted,
+            seconds=seconds,
+            units_total=len(unit_stats),
+            unit_seconds=tuple(st.seconds for st in unit_stats),
+            shard_flush_seconds=tuple(st.seconds for st in part_stats),
+            worker_rss_bytes=rss,
+            cache_hits=cache_hits,
+        )
 
     @property
     def tiles_per_second(self) -> float:
@@ -82,10 +109,7 @@ def _histogram(name: str, help_text: str, values: Sequence[float], labels: str) 
 def write_metrics(path: Path, metrics: RunMetrics) -> tuple[Path, Path]:
     """Write ``path`` (Prometheus text format) and ``path.json`` alongside."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(metrics.to_prometheus())
-    tmp.replace(path)
+    write_atomic(path, metrics.to_prometheus().encode("utf-8"))
     json_path = path.with_name(path.name + ".json")
-    write_json_atomic(json_path, json.loads(json.dumps(metrics.to_json())))
+    write_json_atomic(json_path, metrics)
     return path, json_path

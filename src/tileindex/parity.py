@@ -20,12 +20,12 @@ import numpy.typing as npt
 from tileindex import kernel, legacy
 from tileindex.errors import ConfigError, InputError
 from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
 from tileindex.predicates import PREDICATES, check_predicate
 from tileindex.validate import boundary_windows
 
-MaskFn = Callable[[Grid, Window, CountryGeometry, str], CellRuns]
+MaskFn = Callable[[Grid, Window, CountryGeometry, str], ChunkMask]
 Progress = Callable[[str], None]
 
 _SHOWN = 5  # differing tile ids kept per window and side
@@ -201,7 +201,7 @@ def _compare(
     )
 
 
-def _ids(grid: Grid, runs: CellRuns) -> npt.NDArray[np.uint64]:
+def _ids(grid: Grid, runs: ChunkMask) -> npt.NDArray[np.uint64]:
     """Included tile ids of a chunk result, ascending."""
     rows, cols = np.nonzero(runs.to_mask())
     rows = rows + runs.window.row_start

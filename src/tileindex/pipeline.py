@@ -1,6 +1,6 @@
 """The build pipeline. It only wires: read the sealed inputs, plan units, mask them on
-an executor, order their runs, encode the part files on the executor, publish
-atomically, write the evidence.
+an executor, order and check their runs, encode the part files on the executor,
+publish atomically, write the evidence.
 
 Two phases keep the bytes independent of workers and chunking: masking yields compact
 runs per unit (country x row block), which concatenate in unit order into the global
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -20,10 +19,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import shapely
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.cache import MaskCache
@@ -37,30 +33,27 @@ from tileindex.contract import (
 )
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import ExecutorSpec, Job, TaskRunner
-from tileindex.geometry import CountryGeometry, country_geometry
-from tileindex.grid import Grid, Window
+from tileindex.fsio import sha256_file
+from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
+from tileindex.grid import Grid, MaskCounts, Runs
 from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.layout import DATASETS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 from tileindex.metrics import RunMetrics
-from tileindex.plan import (
-    RunTable,
-    WorkUnit,
-    adaptive_chunk,
-    execution_order,
-    plan_parts,
-    plan_units,
-)
+from tileindex.plan import WorkUnit, execution_order, plan_countries, plan_parts
 from tileindex.predicates import check_predicate
 from tileindex.report import (
     CountrySummary,
-    PatCounters,
     ResourceMeter,
     RunReport,
+    country_summary,
+    ingress_versions,
+    pat_counters,
     rfc3339_utc,
     write_json_atomic,
     write_jsonl_atomic,
 )
+from tileindex.rows import check_runs
 from tileindex.shards import (
-    DATASETS,
     cleanup_stale_staging,
     discard_staging,
     publish_partitions,
@@ -70,26 +63,26 @@ from tileindex.tasks import (
     ENGINES,
     PartResult,
     UnitResult,
-    WorkerStats,
     encode_part,
     get_engine,
     mask_unit,
-    part_name,
-    sha256_file,
 )
 from tileindex.telemetry import (
+    ExecutorEvent,
     JsonLinesTelemetry,
+    MergeEvent,
     MultiTelemetry,
     NullTelemetry,
+    PlanEvent,
+    ShardFlushEvent,
     Telemetry,
+    UnitEvent,
     error_event,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = "auto"
-ROWS_PER_ROW_GROUP = 1 << 20
-ROW_GROUPS_PER_FILE = 8
 # staging folders of dead processes older than this are removed at the next build
 STALE_STAGING_SECONDS = 60.0
 
@@ -255,7 +248,9 @@ def build(
         layer = read_country_layer(countries, iso_list)
         grid_in = read_grid(raster)
         grid = grid_in.grid
-        digests = {"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest}
+        digests = ingress_versions(
+            iso=iso_list.digest, countries=layer.digest, raster=grid_in.digest
+        )
         phash = phash or derive_parameter_hash(predicate, digests, grid.to_json())
         paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
         # what the evidence records: paths relative to the output root, never the root
@@ -335,67 +330,45 @@ def _run(
         code: country_geometry(code, rows_by_code[code]) if code in rows_by_code else None
         for code in codes
     }
-    windows = {code: _windows(grid, g) for code, g in geometries.items()}
-    if options.chunk_size is not None:
-        units = plan_units(windows, options.chunk_size)
-    else:
-        shapes = {
-            code: adaptive_chunk(ws, g.edges.ymin, g.edges.ymax, grid.e)
-            for code, ws in windows.items()
-            if ws and (g := geometries[code]) is not None
-        }
-        units = plan_units({c: windows[c] for c in shapes}, shapes)
+    units = plan_countries(grid, geometries, options.chunk_size)
     chunk_report = options.chunk_size or max((u.chunk.rows for u in units), default=0)
     tele.on_start(len(codes), len(units))
 
     cleanup_stale_staging(out, older_than_s=STALE_STAGING_SECONDS)
     stage = staging_dir(out, phash)
-    worker_stats: list[WorkerStats] = []
     try:
         with TaskRunner(options.executor, options.workers, scheduler=options.scheduler) as runner:
-            n_workers = runner.workers
             if runner.dashboard_link:
                 tele.on_event(
-                    {
-                        "event": "S1_EXECUTOR",
-                        "at": rfc3339_utc(),
-                        "executor": "dask",
-                        "workers": n_workers,
-                        "dashboard": runner.dashboard_link,
-                    }
+                    ExecutorEvent("dask", runner.workers, runner.dashboard_link).to_json()
                 )
-            results = _mask_all(runner, grid, units, geometries, options, phash, tele, worker_stats)
-            summaries = _summaries(codes, geometries, units, results, grid.ncols)
-            for summary in summaries:
-                if not any(u.country_iso == summary.country_iso for u in units):
-                    tele.on_country_done(summary)
+            results, by_code = _mask_all(runner, grid, units, geometries, options, tele)
+            summaries = []
+            for code in codes:  # countries without units are done only now
+                if code not in by_code:
+                    by_code[code] = _summary(code, [], grid, geometries[code] is not None)
+                    tele.on_country_done(by_code[code])
+                summaries.append(by_code[code])
             runs = _run_table(codes, units, results)
+            check_runs(grid, runs, codes)
             for name in DATASETS:
                 (stage / name).mkdir(parents=True)
-            parts = _encode_all(runner, grid, options, runs, stage, tele, worker_stats)
-        rows_emitted = runs.total_rows
+            parts = _encode_all(runner, grid, options, codes, runs, stage, tele)
+        rows_emitted = runs.cells
         meter.sample()
         # the evidence is complete before anything becomes visible
         receipt = determinism_receipt(stage / "tile_index", relative["tile_index"])
         usage = meter.sample()
-        pat = PatCounters(
-            wall_clock_seconds_total=usage.wall_seconds,
-            cpu_seconds_total=usage.cpu_seconds
-            + (sum(s.cpu_seconds for s in worker_stats) if n_workers > 1 else 0.0),
-            countries_processed=len(codes),
-            cells_scanned_total=sum(s.cells_visited for s in summaries),
-            cells_included_total=rows_emitted,
-            bytes_read_raster_total=bytes_raster,
-            bytes_read_vectors_total=bytes_vectors,
-            max_worker_rss_bytes=max([s.rss_peak_bytes for s in worker_stats], default=0),
-            open_files_peak=max(
-                [usage.open_files_peak or 0] + [s.open_files for s in worker_stats]
-            ),
-            workers_used=n_workers,
+        pat = pat_counters(
+            usage,
+            [r.stats for r in results] + [p.stats for p in parts],
+            [p.bytes for p in parts],
+            workers_used=runner.workers,
             chunk_size=chunk_report,
-            main_rss_peak_bytes=usage.rss_peak_bytes,
-            temp_disk_worker_peak_bytes=max((p.bytes for p in parts), default=0),
-            staging_bytes_total=sum(p.bytes for p in parts),
+            summaries=summaries,
+            rows_emitted=rows_emitted,
+            bytes_read_raster=bytes_raster,
+            bytes_read_vectors=bytes_vectors,
         )
         report = RunReport(
             parameter_hash=phash,
@@ -407,7 +380,6 @@ def _run(
             determinism_receipt=receipt,
             pat=pat,
             engine=options.engine,
-            chunk_size=chunk_report,
             started_at=rfc3339_utc(started),
             finished_at=rfc3339_utc(),
             outputs=dict(relative),
@@ -425,26 +397,21 @@ def _run(
 
     outcome = "identical" if outcome_index == outcome_bounds == "identical" else "published"
     if outcome == "published" or not paths["run_report"].exists():
-        write_jsonl_atomic(paths["country_summaries"], [s.to_json() for s in summaries])
-        write_json_atomic(paths["run_report"], report.to_json())
+        write_jsonl_atomic(paths["country_summaries"], summaries)
+        write_json_atomic(paths["run_report"], report)
     else:
         log.info("partition %s already published with identical bytes", paths["tile_index"])
     if options.cache_dir is not None:
         MaskCache(Path(options.cache_dir)).evict()
     tele.on_finish(report)
-    rss: dict[str, int] = {}
-    for st in worker_stats:
-        rss[st.worker] = max(rss.get(st.worker, 0), st.rss_peak_bytes)
-    metrics = RunMetrics(
-        parameter_hash=phash,
-        predicate=options.predicate,
-        tiles_total=rows_emitted,
-        seconds=usage.wall_seconds,
-        units_total=len(units),
-        unit_seconds=tuple(r.stats.seconds for r in results),
+    metrics = RunMetrics.of_run(
+        phash,
+        options.predicate,
+        rows_emitted,
+        usage.wall_seconds,
+        unit_stats=[r.stats for r in results],
+        part_stats=[p.stats for p in parts],
         cache_hits=sum(1 for r in results if r.cached),
-        shard_flush_seconds=tuple(p.stats.seconds for p in parts),
-        worker_rss_bytes=rss,
     )
     return BuildResult(
         parameter_hash=phash,
@@ -460,12 +427,6 @@ def _run(
     )
 
 
-def geometry_digest(country: CountryGeometry) -> str:
-    """SHA-256 of the country's normalised geometry (WKB), code included."""
-    wkb = shapely.to_wkb(country.geom, byte_order=1, output_dimension=2)
-    return hashlib.sha256(country.iso.encode() + b"\0" + wkb).hexdigest()
-
-
 def _chunk_option(value: int | str) -> int | None:
     """A fixed chunk side, or None for adaptive chunks (``"auto"``)."""
     if value == "auto":
@@ -477,33 +438,21 @@ def _chunk_option(value: int | str) -> int | None:
     return value
 
 
-def _windows(grid: Grid, geom: CountryGeometry | None) -> list[Window]:
-    if geom is None or geom.is_empty:
-        return []
-    return grid.windows_for_boxes(shapely.bounds(np.asarray(geom.parts, dtype=object)))
-
-
 def _mask_all(
     runner: TaskRunner,
     grid: Grid,
     units: list[WorkUnit],
     geometries: Mapping[str, CountryGeometry | None],
     options: _Options,
-    phash: str,
     tele: Telemetry,
-    worker_stats: list[WorkerStats],
-) -> list[UnitResult]:
-    """Run every unit, heaviest first; results come back in unit id order."""
+) -> tuple[list[UnitResult], dict[str, CountrySummary]]:
+    """Run every unit, heaviest first; results come back in unit id order, with the
+    summary of every country that has units (made as its last unit finishes)."""
     digests = {code: geometry_digest(g) for code, g in geometries.items() if g is not None}
-    tele.on_event(
-        {
-            "event": "S1_PLAN",
-            "at": rfc3339_utc(),
-            "units": [[u.unit_id, u.country_iso, u.row_start, u.row_stop, u.cells] for u in units],
-        }
-    )
+    tele.on_event(PlanEvent.of(units).to_json())
     left = Counter(u.country_iso for u in units)
     done: dict[str, list[UnitResult]] = {}
+    summaries: dict[str, CountrySummary] = {}
     jobs = []
     for unit in execution_order(units):
         geom = geometries[unit.country_iso]
@@ -522,97 +471,41 @@ def _mask_all(
 
     def on_result(key: Hashable, res: UnitResult) -> None:
         unit = units[int(key)]  # type: ignore[call-overload]
-        worker_stats.append(res.stats)
-        tele.on_event(_unit_event(unit, res))
+        code = unit.country_iso
+        tele.on_event(UnitEvent.of(unit, res.counts, res.stats.seconds, res.stats.worker).to_json())
         tele.on_unit_done(
-            unit.country_iso, res.cells_visited, res.cells_included, res.stats.seconds
+            code, res.counts.cells_visited, res.counts.cells_included, res.stats.seconds
         )
-        done.setdefault(unit.country_iso, []).append(res)
-        left[unit.country_iso] -= 1
-        if left[unit.country_iso] == 0:
-            finished = done.pop(unit.country_iso)
-            tele.on_country_done(_summary(unit.country_iso, finished, True, grid.ncols))
+        done.setdefault(code, []).append(res)
+        left[code] -= 1
+        if left[code] == 0:
+            summaries[code] = _summary(code, done.pop(code), grid, True)
+            tele.on_country_done(summaries[code])
 
     results = runner.run(jobs, on_result)
-    return [results[u.unit_id] for u in units]
-
-
-def _unit_event(unit: WorkUnit, res: UnitResult) -> dict[str, Any]:
-    return {
-        "event": "S1_UNIT",
-        "at": rfc3339_utc(),
-        "unit_id": unit.unit_id,
-        "country_iso": unit.country_iso,
-        "row_start": unit.row_start,
-        "row_stop": unit.row_stop,
-        "col_spans": [[w.col_start, w.col_stop] for w in unit.windows],
-        "cells_visited": res.cells_visited,
-        "cells_included": res.cells_included,
-        "seconds": round(res.stats.seconds, 6),
-        "worker": res.stats.worker,
-    }
+    return [results[u.unit_id] for u in units], summaries
 
 
 def _summary(
-    code: str, results: Sequence[UnitResult], has_geometry: bool, ncols: int
+    code: str, results: Sequence[UnitResult], grid: Grid, has_geometry: bool
 ) -> CountrySummary:
-    results = sorted(results, key=lambda r: r.unit_id)
-    visited = sum(r.cells_visited for r in results)
-    included = sum(r.cells_included for r in results)
-    hole = sum(r.cells_excluded_hole for r in results)
-    nonempty = [r for r in results if r.row.size]
-    first, last = (nonempty[0], nonempty[-1]) if nonempty else (None, None)
-    notes: tuple[str, ...] = ()
-    if not has_geometry:
-        notes = ("no polygons for this code in the country layer",)
-    elif not results:
-        notes = ("the country's geometry lies outside the grid",)
-    return CountrySummary(
-        country_iso=code,
-        cells_visited=visited,
-        cells_included=included,
-        cells_excluded_outside=visited - included - hole,
-        cells_excluded_hole=hole,
-        tile_id_min=int(first.row[0]) * ncols + int(first.col0[0]) if first else None,
-        tile_id_max=int(last.row[-1]) * ncols + int(last.col1[-1]) - 1 if last else None,
-        notes=notes,
+    ordered = sorted(results, key=lambda r: r.unit_id)
+    return country_summary(
+        code,
+        [r.runs for r in ordered],
+        sum((r.counts for r in ordered), MaskCounts()),
+        grid,
+        has_geometry=has_geometry,
     )
-
-
-def _summaries(
-    codes: Sequence[str],
-    geometries: Mapping[str, CountryGeometry | None],
-    units: Sequence[WorkUnit],
-    results: Sequence[UnitResult],
-    ncols: int,
-) -> list[CountrySummary]:
-    by_code: dict[str, list[UnitResult]] = {code: [] for code in codes}
-    for unit, res in zip(units, results, strict=True):
-        by_code[unit.country_iso].append(res)
-    return [_summary(code, by_code[code], geometries[code] is not None, ncols) for code in codes]
 
 
 def _run_table(
     codes: Sequence[str], units: Sequence[WorkUnit], results: Sequence[UnitResult]
-) -> RunTable:
+) -> Runs:
     """Concatenate unit runs in unit order: that is already (country_iso, tile_id) order."""
     index = {code: i for i, code in enumerate(codes)}
-
-    def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype)
-
-    return RunTable(
-        codes=tuple(codes),
-        code=cat(
-            [
-                np.full(r.row.size, index[u.country_iso], np.int32)
-                for u, r in zip(units, results, strict=True)
-            ],
-            np.int32,
-        ),
-        row=cat([r.row for r in results], np.int64),
-        col0=cat([r.col0 for r in results], np.int64),
-        col1=cat([r.col1 for r in results], np.int64),
+    return Runs.concat(
+        [r.runs.with_country(index[u.country_iso]) for u, r in zip(units, results, strict=True)]
     )
 
 
@@ -620,13 +513,13 @@ def _encode_all(
     runner: TaskRunner,
     grid: Grid,
     options: _Options,
-    runs: RunTable,
+    codes: Sequence[str],
+    runs: Runs,
     stage: Path,
     tele: Telemetry,
-    worker_stats: list[WorkerStats],
 ) -> list[PartResult]:
     rows_per_file = options.rows_per_row_group * options.row_groups_per_file
-    tasks = plan_parts(runs.total_rows, rows_per_file)
+    tasks = plan_parts(runs.cells, rows_per_file)
     t0 = time.perf_counter()
     jobs = [
         Job(
@@ -635,7 +528,8 @@ def _encode_all(
             (
                 grid,
                 options.predicate,
-                runs.slice_rows(task.row_start, task.row_stop),
+                codes,
+                runs.slice_cells(task.row_start, task.row_stop),
                 task,
                 stage,
                 options.rows_per_row_group,
@@ -655,28 +549,17 @@ def _encode_all(
         return None
 
     def on_result(key: Hashable, part: PartResult) -> None:
-        worker_stats.append(part.stats)
-        tele.on_event(
-            {
-                "event": "S1_SHARD_FLUSH",
-                "at": rfc3339_utc(),
-                "part_index": part.part_index,
-                "rows": part.rows,
-                "bytes": part.bytes,
-                "seconds": round(part.stats.seconds, 6),
-                "worker": part.stats.worker,
-            }
+        event = ShardFlushEvent(
+            part.part_index, part.rows, part.bytes, round(part.stats.seconds, 6), part.stats.worker
         )
+        tele.on_event(event.to_json())
 
     parts = runner.run(jobs, on_result, verify)
-    tele.on_event(
-        {
-            "event": "S1_MERGE",
-            "at": rfc3339_utc(),
-            "parts": len(parts),
-            "rows": sum(p.rows for p in parts.values()),
-            "bytes": sum(p.bytes for p in parts.values()),
-            "seconds": round(time.perf_counter() - t0, 6),
-        }
+    merged = MergeEvent(
+        parts=len(parts),
+        rows=sum(p.rows for p in parts.values()),
+        bytes=sum(p.bytes for p in parts.values()),
+        seconds=round(time.perf_counter() - t0, 6),
     )
+    tele.on_event(merged.to_json())
     return [parts[t.part_index] for t in tasks]

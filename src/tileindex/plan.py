@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import shapely
 
-from tileindex.grid import Window
+from tileindex.geometry import CountryGeometry
+from tileindex.grid import Grid, Window
 
 # Cells per masking unit: big enough to amortise per-unit overhead, small enough that
 # the largest country splits into several units and the run's tail stays short.
@@ -98,6 +100,29 @@ def plan_units(
     return units
 
 
+def country_windows(grid: Grid, country: CountryGeometry | None) -> list[Window]:
+    """The windows of cells a country's parts may meet (see ``Grid.windows_for_boxes``)."""
+    if country is None or country.is_empty:
+        return []
+    return grid.windows_for_boxes(shapely.bounds(np.asarray(country.parts, dtype=object)))
+
+
+def plan_countries(
+    grid: Grid, countries: Mapping[str, CountryGeometry | None], chunk_size: int | None
+) -> list[WorkUnit]:
+    """The units of a build: chunks of ``chunk_size`` cells a side, or adaptive chunks
+    (``chunk_size`` None, see :func:`adaptive_chunk`)."""
+    windows = {code: country_windows(grid, g) for code, g in countries.items()}
+    if chunk_size is not None:
+        return plan_units(windows, chunk_size)
+    shapes = {
+        code: adaptive_chunk(ws, g.edges.ymin, g.edges.ymax, grid.e)
+        for code, ws in windows.items()
+        if ws and (g := countries[code]) is not None
+    }
+    return plan_units({c: windows[c] for c in shapes}, shapes)
+
+
 def execution_order(units: Sequence[WorkUnit]) -> list[WorkUnit]:
     """Heaviest units first so the run does not end waiting on one big unit; ties by id."""
     return sorted(units, key=lambda u: (-u.cells, u.unit_id))
@@ -121,33 +146,3 @@ def plan_parts(total_rows: int, rows_per_file: int) -> list[PartTask]:
         PartTask(i, start, min(start + rows_per_file, total_rows))
         for i, start in enumerate(range(0, total_rows, rows_per_file))
     ]
-
-
-@dataclass(frozen=True, eq=False)
-class RunTable:
-    """All included runs of a build in output order: run i covers cells (row[i],
-    col0[i]..col1[i]-1) of country ``codes[code[i]]``."""
-
-    codes: tuple[str, ...]
-    code: npt.NDArray[np.int32]
-    row: npt.NDArray[np.int64]
-    col0: npt.NDArray[np.int64]
-    col1: npt.NDArray[np.int64]
-
-    @property
-    def total_rows(self) -> int:
-        return int((self.col1 - self.col0).sum())
-
-    def slice_rows(self, start: int, stop: int) -> RunTable:
-        """The runs holding output rows [start, stop), the first and last trimmed."""
-        lengths = self.col1 - self.col0
-        ends = np.cumsum(lengths)
-        i0 = int(np.searchsorted(ends, start, side="right"))
-        i1 = int(np.searchsorted(ends, stop - 1, side="right")) + 1 if stop > start else i0
-        col0 = self.col0[i0:i1].copy()
-        col1 = self.col1[i0:i1].copy()
-        if col0.size:
-            before = int(ends[i0 - 1]) if i0 > 0 else 0
-            col0[0] += start - before
-            col1[-1] -= int(ends[i1 - 1]) - stop
-        return RunTable(self.codes, self.code[i0:i1], self.row[i0:i1], col0, col1)

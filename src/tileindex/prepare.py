@@ -9,16 +9,12 @@ when complete.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
 import logging
 import math
-import os
 import re
-import secrets
 import time
 import zipfile
 from collections import Counter
@@ -49,6 +45,7 @@ from tileindex.errors import (
     InputFileError,
     RasterMismatchError,
 )
+from tileindex.fsio import sha256_file, write_atomic
 from tileindex.geometry import check_valid
 from tileindex.grid import Grid
 
@@ -457,48 +454,11 @@ def write_grid(path: Path, grid: Grid) -> None:
 # -- files ----------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_atomic(final: Path, write: Callable[[Path], None]) -> None:
-    """Write through a hidden temp name in the same folder, fsync, then rename.
-
-    A killed process leaves at most a ``.NAME.*.tmp`` file, never a partial ``NAME``.
-    """
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
-
-
 def _write_parquet(table: pa.Table) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         pq.write_table(table, path, row_group_size=max(table.num_rows, 1), **_PARQUET_OPTIONS)
 
     return write
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# -- the step -------------------------------------------------------------------------
 
 
 def prepare_inputs(
@@ -536,9 +496,9 @@ def prepare_inputs(
     countries, notes = countries_table(ne, iso_codes)
 
     try:
-        _write_atomic(paths[ISO_FILE], _write_parquet(iso))
-        _write_atomic(paths[COUNTRIES_FILE], _write_parquet(countries))
-        _write_atomic(paths[GRID_FILE], lambda p: write_grid(p, grid))
+        write_atomic(paths[ISO_FILE], _write_parquet(iso))
+        write_atomic(paths[COUNTRIES_FILE], _write_parquet(countries))
+        write_atomic(paths[GRID_FILE], lambda p: write_grid(p, grid))
     except OSError as exc:
         if isinstance(exc, InputFileError):
             raise
@@ -557,7 +517,7 @@ def prepare_inputs(
             "package": NE_DISTRIBUTION,
             "package_version": _distribution_version(NE_DISTRIBUTION),
             "zip": NE_ZIP,
-            "zip_sha256": _sha256(ne.zip_path),
+            "zip_sha256": sha256_file(ne.zip_path),
             "member": ne.member,
             "layer": ne.layer,
             # the "_deu" release draws borders as Germany recognises them: e.g. Northern
@@ -604,17 +564,14 @@ def prepare_inputs(
             "sparse": True,
         },
         "files": {
-            name: {"sha256": _sha256(paths[name]), "bytes": paths[name].stat().st_size}
+            name: {"sha256": sha256_file(paths[name]), "bytes": paths[name].stat().st_size}
             for name in (ISO_FILE, COUNTRIES_FILE, GRID_FILE)
         },
     }
     text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
-    def write_report(path: Path) -> None:
-        path.write_text(text, encoding="utf-8")
-
     try:
-        _write_atomic(paths[REPORT_FILE], write_report)
+        write_atomic(paths[REPORT_FILE], text.encode("utf-8"))
     except OSError as exc:
         raise InputFileError(f"cannot write {paths[REPORT_FILE]}: {exc}") from exc
     seconds = time.perf_counter() - started

@@ -6,9 +6,7 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
-import secrets
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +18,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tileindex.contract import DatasetDictionary, check_parameter_hash
+from tileindex.contract import DatasetDictionary
 from tileindex.errors import ConfigError, InputError, InputFileError, RasterMismatchError
+from tileindex.fsio import write_atomic
 from tileindex.grid import Grid, Window
+from tileindex.layout import part_files, pick_parameter_hash
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def render_preview(
     if not isinstance(dictionary, DatasetDictionary):
         dictionary = DatasetDictionary.load(dictionary)
     root = Path(root)
-    phash = _pick_partition(root, dictionary, parameter_hash)
+    phash = pick_parameter_hash(root, dictionary, parameter_hash)
     partition = dictionary.path("tile_index", root, phash)
     files = _partition_files(partition, root)
     info = _read_report(dictionary.path("run_report", root, phash))
@@ -183,42 +183,16 @@ def render_preview(
 # -- locating the partition and its report ---------------------------------------------
 
 
-def _pick_partition(root: Path, dictionary: DatasetDictionary, parameter_hash: str | None) -> str:
-    if parameter_hash is not None:
-        return check_parameter_hash(parameter_hash)
-    template = dictionary.templates["tile_index"].rstrip("/")
-    head, _, tail = template.partition("{parameter_hash}")
-    pattern = re.compile(re.escape(head) + "([0-9a-f]{64})" + re.escape(tail))
-    found = sorted(
-        m.group(1)
-        for p in root.glob(template.format(parameter_hash="*"))
-        if p.is_dir() and (m := pattern.fullmatch(p.relative_to(root).as_posix()))
-    )
-    if not found:
-        raise InputFileError(
-            f"no tile_index partition under {root}; run 'tileindex build ... --out {root}' first"
-        )
-    if len(found) > 1:
-        raise ConfigError(
-            f"{root} holds {len(found)} tile_index partitions ({', '.join(found)}); "
-            "pass --parameter-hash to pick one"
-        )
-    return found[0]
-
-
 def _partition_files(partition: Path, root: Path) -> list[Path]:
     if not partition.is_dir():
         raise InputFileError(
             f"tile_index partition {partition} does not exist; run 'tileindex build ... "
             f"--out {root}' first or pass a parameter hash that was built"
         )
-    files = sorted(
-        (p for p in partition.iterdir() if p.is_file() and p.suffix == ".parquet"),
-        key=lambda p: p.name.encode("ascii", "backslashreplace"),
-    )
+    files = part_files(partition)
     if not files:
         raise InputFileError(
-            f"tile_index partition {partition} holds no parquet files; rebuild it with "
+            f"tile_index partition {partition} holds no part files; rebuild it with "
             "'tileindex build'"
         )
     return files
@@ -634,13 +608,11 @@ def _draw(
         if wide > room:  # a narrow picture shrinks its title rather than cutting it
             title.set_fontsize(size * s * room / wide)
 
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
-        os.replace(tmp, png)
+        write_atomic(
+            png, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
+        )
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputFileError(f"cannot write the preview {png}: {exc.strerror}") from exc
 
 

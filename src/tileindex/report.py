@@ -1,22 +1,33 @@
-"""Run evidence: country summaries, PAT counters, the run report, resource metering."""
+"""Run evidence: country summaries, PAT counters, the run report, resource metering.
+
+The rules that turn what a run measured into the evidence live here, once: a
+country's summary from its units' runs and counts, the PAT counters from the
+coordinator's and the workers' measurements (docs/CONTRACT.md §8)."""
 
 from __future__ import annotations
 
 import json
 import os
 import resource
-import secrets
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tileindex.contract import CONTRACT_VERSION
+from tileindex.fsio import write_atomic
+from tileindex.grid import Grid, MaskCounts, Runs
 
+# the sealed inputs' names in ``ingress_versions`` and in the parameter hash
 INGRESS_KEYS = ("iso", "countries", "raster")
+
+
+def ingress_versions(*, iso: str, countries: str, raster: str) -> dict[str, str]:
+    """The sealed inputs' digests under their :data:`INGRESS_KEYS` names."""
+    return dict(zip(INGRESS_KEYS, (iso, countries, raster), strict=True))
 
 
 def rfc3339_utc(when: datetime | None = None) -> str:
@@ -65,6 +76,30 @@ class CountrySummary:
         )
 
 
+def country_summary(
+    code: str, runs: Sequence[Runs], counts: MaskCounts, grid: Grid, *, has_geometry: bool
+) -> CountrySummary:
+    """The summary of ``code`` from its units' runs (in unit order, so the first run is
+    the country's lowest tile id and the last its highest) and their summed counts."""
+    nonempty = [r for r in runs if len(r)]
+    notes: tuple[str, ...] = ()
+    if not has_geometry:
+        notes = ("no polygons for this code in the country layer",)
+    elif not runs:
+        notes = ("the country's geometry lies outside the grid",)
+    first, last = (nonempty[0], nonempty[-1]) if nonempty else (None, None)
+    return CountrySummary(
+        country_iso=code,
+        cells_visited=counts.cells_visited,
+        cells_included=counts.cells_included,
+        cells_excluded_outside=counts.cells_excluded_outside,
+        cells_excluded_hole=counts.cells_excluded_hole,
+        tile_id_min=int(grid.tile_id(first.row[0], first.col0[0])) if first else None,
+        tile_id_max=int(grid.tile_id(last.row[-1], last.col1[-1] - 1)) if last else None,
+        notes=notes,
+    )
+
+
 @dataclass(frozen=True)
 class PatCounters:
     """The SPEC §8 performance counters, plus ``main_rss_peak_bytes`` (the coordinating
@@ -111,7 +146,6 @@ class RunReport:
     determinism_receipt: Mapping[str, str]
     pat: PatCounters
     engine: str
-    chunk_size: int
     started_at: str
     finished_at: str
     outputs: Mapping[str, str] = field(default_factory=dict)
@@ -146,7 +180,6 @@ class RunReport:
             },
             "pat": self.pat.to_json(),
             "engine": self.engine,
-            "chunk_size": self.chunk_size,
             "contract_version": self.contract_version,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -166,7 +199,6 @@ class RunReport:
             determinism_receipt=dict(doc["determinism_receipt"]),
             pat=PatCounters.from_json(doc["pat"]),
             engine=doc["engine"],
-            chunk_size=doc["chunk_size"],
             started_at=doc["started_at"],
             finished_at=doc["finished_at"],
             outputs=dict(doc.get("outputs", {})),
@@ -181,34 +213,13 @@ class RunReport:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` (or ``obj.to_json()``) as pretty JSON; readers never see a partial file."""
     text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    _write_atomic(Path(path), text.encode("utf-8"))
+    write_atomic(Path(path), text.encode("utf-8"))
 
 
 def write_jsonl_atomic(path: Path, objs: Iterable[Any]) -> None:
     """Write one compact JSON object per line, atomically."""
     lines = [json.dumps(_jsonable(o), separators=(",", ":"), allow_nan=False) for o in objs]
-    _write_atomic(Path(path), "".join(line + "\n" for line in lines).encode("utf-8"))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the final mode, like a plain open() would
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(Path(path), "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 # -- measuring resources --------------------------------------------------------------
@@ -217,11 +228,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 
-def peak_rss_bytes(children: bool = False) -> int:
-    """Lifetime peak resident set of this process, or of its largest waited-for child
-    (on Linux a child's peak includes what its pre-exec fork of us touched)."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return int(resource.getrusage(who).ru_maxrss) * _MAXRSS_UNIT
+def peak_rss_bytes() -> int:
+    """Lifetime peak resident set of this process."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * _MAXRSS_UNIT
 
 
 def rss_now_bytes() -> int | None:
@@ -251,9 +260,7 @@ class ResourceUsage:
 
     wall_seconds: float
     cpu_seconds: float
-    cpu_seconds_children: float
     rss_peak_bytes: int
-    rss_peak_children_bytes: int
     rss_now_bytes: int | None
     open_files_now: int | None
     open_files_peak: int | None
@@ -263,9 +270,9 @@ class ResourceUsage:
 
 
 class ResourceMeter:
-    """Measures this process from the OS: wall clock since creation, CPU seconds (self
-    and waited-for children) since creation, peak RSS (lifetime, from getrusage) and open
-    descriptors (peak over the ``sample()`` calls)."""
+    """Measures this process from the OS: wall clock and CPU seconds since creation,
+    peak RSS (lifetime, from getrusage) and open descriptors (peak over the ``sample()``
+    calls). Workers measure themselves (:class:`WorkerStats`)."""
 
     def __init__(self) -> None:
         self._t0 = time.perf_counter()
@@ -281,10 +288,7 @@ class ResourceMeter:
         return ResourceUsage(
             wall_seconds=time.perf_counter() - self._t0,
             cpu_seconds=(t.user - self._cpu0.user) + (t.system - self._cpu0.system),
-            cpu_seconds_children=(t.children_user - self._cpu0.children_user)
-            + (t.children_system - self._cpu0.children_system),
             rss_peak_bytes=peak_rss_bytes(),
-            rss_peak_children_bytes=peak_rss_bytes(children=True),
             rss_now_bytes=rss_now_bytes(),
             open_files_now=now,
             open_files_peak=self._open_peak,
@@ -295,6 +299,51 @@ class ResourceMeter:
         return self._open_peak
 
 
+@dataclass(frozen=True)
+class WorkerStats:
+    """What a worker task measured about itself and the process that ran it."""
+
+    worker: str
+    seconds: float
+    cpu_seconds: float
+    rss_peak_bytes: int
+    open_files: int
+
+
+def pat_counters(
+    usage: ResourceUsage,
+    tasks: Sequence[WorkerStats],
+    part_bytes: Sequence[int],
+    *,
+    workers_used: int,
+    chunk_size: int,
+    summaries: Sequence[CountrySummary],
+    rows_emitted: int,
+    bytes_read_raster: int,
+    bytes_read_vectors: int,
+) -> PatCounters:
+    """The PAT counters of a run from the coordinator's ``usage``, every worker task's
+    stats (masking and encoding) and the bytes of each part (both datasets)."""
+    # with one worker the tasks ran in this process, whose CPU time ``usage`` holds
+    worker_cpu = sum(t.cpu_seconds for t in tasks) if workers_used > 1 else 0.0
+    return PatCounters(
+        wall_clock_seconds_total=usage.wall_seconds,
+        cpu_seconds_total=usage.cpu_seconds + worker_cpu,
+        countries_processed=len(summaries),
+        cells_scanned_total=sum(s.cells_visited for s in summaries),
+        cells_included_total=rows_emitted,
+        bytes_read_raster_total=bytes_read_raster,
+        bytes_read_vectors_total=bytes_read_vectors,
+        max_worker_rss_bytes=max((t.rss_peak_bytes for t in tasks), default=0),
+        open_files_peak=max([usage.open_files_peak or 0] + [t.open_files for t in tasks]),
+        workers_used=workers_used,
+        chunk_size=chunk_size,
+        main_rss_peak_bytes=usage.rss_peak_bytes,
+        temp_disk_worker_peak_bytes=max(part_bytes, default=0),
+        staging_bytes_total=sum(part_bytes),
+    )
+
+
 __all__ = [
     "INGRESS_KEYS",
     "CountrySummary",
@@ -302,7 +351,11 @@ __all__ = [
     "ResourceMeter",
     "ResourceUsage",
     "RunReport",
+    "WorkerStats",
+    "country_summary",
+    "ingress_versions",
     "open_files_now",
+    "pat_counters",
     "peak_rss_bytes",
     "rfc3339_utc",
     "rss_now_bytes",

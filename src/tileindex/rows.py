@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -15,78 +15,79 @@ from tileindex.errors import (
     DuplicateTileError,
     RasterMismatchError,
 )
-from tileindex.grid import Grid
+from tileindex.grid import Grid, Runs
 from tileindex.predicates import check_predicate
 
 DEFAULT_MAX_ROWS = 1 << 20
 
 
 def iter_batches(
-    grid: Grid,
-    iso: str,
-    predicate: str,
-    row: npt.ArrayLike,
-    col0: npt.ArrayLike,
-    col1: npt.ArrayLike,
-    max_rows: int = DEFAULT_MAX_ROWS,
+    grid: Grid, iso: str, predicate: str, runs: Runs, max_rows: int = DEFAULT_MAX_ROWS
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
-    """Expand runs into cells and yield ``(tile_index, tile_bounds)`` batch pairs.
+    """Expand one country's runs into cells and yield ``(tile_index, tile_bounds)`` batch
+    pairs.
 
-    Run ``i`` covers cells ``(row[i], col0[i]) .. (row[i], col1[i] - 1)``; the runs must
-    be in tile_id order and must not overlap. Each pair holds the same at most
-    ``max_rows`` cells, in tile_id order; a run longer than the room left in a batch is
-    split across batches, so the concatenated output does not depend on ``max_rows``.
-    Nothing is yielded when the runs hold no cell.
+    The runs must lie on the grid, in tile_id order and disjoint (what
+    :func:`check_runs` checks; a build checks its whole run table once). Each pair holds
+    the same at most ``max_rows`` cells, in tile_id order; a run longer than the room
+    left in a batch is split across batches, so the concatenated output does not depend
+    on ``max_rows``. Nothing is yielded when the runs hold no cell.
     """
     check_predicate(predicate)
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    r, c0, c1 = _check_runs(grid, row, col0, col1)
-    lengths = c1 - c0
-    ends = np.cumsum(lengths)  # cell position (in the whole stream) after each run
+    runs = runs.take(runs.col1 > runs.col0)  # an empty run holds no cell
+    ends = np.cumsum(runs.col1 - runs.col0)  # cell position (in the whole stream) after each run
     total = int(ends[-1]) if ends.size else 0
     for start in range(0, total, max_rows):
         stop = min(start + max_rows, total)
-        yield _build(grid, iso, predicate, r, c0, ends, start, stop)
+        yield _build(grid, iso, predicate, runs.row, runs.col0, ends, start, stop)
 
 
-def _check_runs(
-    grid: Grid, row: npt.ArrayLike, col0: npt.ArrayLike, col1: npt.ArrayLike
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    r = np.asarray(row, dtype=np.int64).ravel()
-    c0 = np.asarray(col0, dtype=np.int64).ravel()
-    c1 = np.asarray(col1, dtype=np.int64).ravel()
-    if not (r.shape == c0.shape == c1.shape):
-        raise ValueError(f"run arrays differ in length: {r.size}, {c0.size}, {c1.size}")
-    keep = c1 > c0  # an empty run holds no cell; dropping it keeps the checks simple
+def check_runs(grid: Grid, runs: Runs, codes: Sequence[str]) -> None:
+    """Require runs that can be published: each on the grid, and all in (country,
+    tile_id) order without overlap (``runs.country`` indexes ``codes``).
+
+    This is the build's one duplicate check (E003, docs/CONTRACT.md §8), made on the whole
+    run table, O(runs): every published row is a cell of exactly one of these runs, in
+    this order, so rows cannot repeat a key or leave key order when the runs do not.
+    """
+    r, c0, c1, k = runs.row, runs.col0, runs.col1, runs.country
+    backwards = c1 < c0
+    if backwards.any():
+        i = int(np.flatnonzero(backwards)[0])
+        raise ValueError(f"run {i} ends before it starts: col0={c0[i]}, col1={c1[i]}")
+    keep = c1 > c0  # an empty run holds no cell
     if not keep.all():
-        if (c1 < c0).any():
-            i = int(np.flatnonzero(c1 < c0)[0])
-            raise ValueError(f"run {i} ends before it starts: col0={c0[i]}, col1={c1[i]}")
-        r, c0, c1 = r[keep], c0[keep], c1[keep]
+        r, c0, c1, k = r[keep], c0[keep], c1[keep], k[keep]
     if r.size == 0:
-        return r, c0, c1
+        return
     off = (r < 0) | (r >= grid.nrows) | (c0 < 0) | (c1 > grid.ncols)
     if off.any():
         i = int(np.flatnonzero(off)[0])
         raise RasterMismatchError(
-            f"run ({r[i]}, {c0[i]}..{c1[i] - 1}) lies off the {grid.nrows} x {grid.ncols} grid",
+            f"run ({r[i]}, {c0[i]}..{c1[i] - 1}) of {codes[int(k[i])]} lies off the "
+            f"{grid.nrows} x {grid.ncols} grid",
+            country_iso=codes[int(k[i])],
             raster_row=int(r[i]),
             raster_col=int(c0[i]),
         )
-    # row-major cell positions: each run must start at or after the previous one's end
-    first = r * grid.ncols + c0
-    last_end = r * grid.ncols + c1
-    bad = first[1:] < last_end[:-1]
+    # a run must start at or after the previous one's end (row-major cell positions),
+    # unless it opens a later country
+    first = grid.tile_id(r, c0).view(np.int64)
+    end = grid.tile_id(r, c1).view(np.int64)
+    same = k[1:] == k[:-1]
+    bad = (k[1:] < k[:-1]) | (same & (first[1:] < end[:-1]))
     if bad.any():
         i = int(np.flatnonzero(bad)[0]) + 1
+        code = codes[int(k[i])]
         raise DuplicateTileError(
-            f"run ({r[i]}, {c0[i]}..{c1[i] - 1}) overlaps or precedes the run before it; "
-            "runs must be sorted by tile_id and disjoint",
+            f"country {code}: run ({r[i]}, {c0[i]}..{c1[i] - 1}) overlaps or precedes the "
+            "run before it; runs must be in (country_iso, tile_id) order and disjoint",
+            country_iso=code,
             raster_row=int(r[i]),
             raster_col=int(c0[i]),
         )
-    return r, c0, c1
 
 
 def _check_values(
@@ -194,4 +195,4 @@ def _build(
     return index, bounds
 
 
-__all__ = ["DEFAULT_MAX_ROWS", "iter_batches"]
+__all__ = ["DEFAULT_MAX_ROWS", "check_runs", "iter_batches"]

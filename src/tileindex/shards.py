@@ -9,26 +9,23 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
-from tileindex.errors import DuplicateTileError, ImmutablePartitionError
+from tileindex.errors import ImmutablePartitionError
+from tileindex.fsio import fsync_dir, fsync_file, fsync_tree, iter_tree, make_dirs
+from tileindex.layout import DATASETS, MAX_PARTS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 
 log = logging.getLogger(__name__)
 
 STAGING_DIRNAME = ".tileindex-staging"
-DATASETS = ("tile_index", "tile_bounds")
 _SCHEMAS = {"tile_index": TILE_INDEX_SCHEMA, "tile_bounds": TILE_BOUNDS_SCHEMA}
-_PART_DIGITS = 5
-_MAX_PARTS = 10**_PART_DIGITS  # a sixth digit would break "ASCII order = row order"
 _MAX_ROW_GROUP = 64 * 1024 * 1024  # parquet-cpp splits longer row groups on its own
 
 # Every writer option is pinned here, none left to library defaults, so that the bytes
@@ -142,12 +139,12 @@ class _PartWriter:
             self._close_file()
 
     def _open(self) -> None:
-        if len(self.files) >= _MAX_PARTS:
+        if len(self.files) >= MAX_PARTS:
             raise ValueError(
-                f"{self.folder}: more than {_MAX_PARTS} part files; raise rows_per_row_group "
+                f"{self.folder}: more than {MAX_PARTS} part files; raise rows_per_row_group "
                 "or row_groups_per_file"
             )
-        path = self.folder / f"part-{len(self.files):0{_PART_DIGITS}d}.parquet"
+        path = self.folder / part_name(len(self.files))
         self.writer = pq.ParquetWriter(path, self.schema, **self.options)
         self.files.append(path)
         self.groups_in_file = 0
@@ -156,7 +153,7 @@ class _PartWriter:
         assert self.writer is not None
         self.writer.close()
         self.writer = None
-        _fsync_file(self.files[-1])
+        fsync_file(self.files[-1])
 
     def close(self) -> None:
         if self.pending_rows:
@@ -165,7 +162,7 @@ class _PartWriter:
             self._open()  # zero rows: one empty file so readers still see the schema
         if self.writer is not None:
             self._close_file()
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -180,9 +177,11 @@ class DatasetWriter:
     """Writes ``tile_index`` and ``tile_bounds`` side by side into a staging folder.
 
     Rows arrive as batch pairs in global ``(country_iso, tile_id)`` order, with any
-    batch sizes; they are re-cut so that every row group holds ``rows_per_row_group``
-    rows and every file ``rows_per_row_group * row_groups_per_file`` rows (only the last
-    ones shorter). File names, layout and bytes therefore depend on the row stream only.
+    batch sizes (the order is the caller's: a build checks its runs once, with
+    :func:`tileindex.rows.check_runs`, before any row is made). They are re-cut so that
+    every row group holds ``rows_per_row_group`` rows and every file
+    ``rows_per_row_group * row_groups_per_file`` rows (only the last ones shorter). File
+    names, layout and bytes therefore depend on the row stream only.
     Files: ``<staging>/tile_index/part-00000.parquet``, ... and the same under
     ``tile_bounds/``. On a clean exit every file and folder is fsynced; on an error the
     open files are closed and the staging folder is left for the caller to discard.
@@ -191,8 +190,8 @@ class DatasetWriter:
     def __init__(
         self,
         staging_root: Path,
-        rows_per_row_group: int = 1 << 20,
-        row_groups_per_file: int = 8,
+        rows_per_row_group: int = ROWS_PER_ROW_GROUP,
+        row_groups_per_file: int = ROW_GROUPS_PER_FILE,
     ) -> None:
         if not (1 <= rows_per_row_group <= _MAX_ROW_GROUP and row_groups_per_file >= 1):
             raise ValueError(
@@ -207,7 +206,6 @@ class DatasetWriter:
             folder = self.staging_root / name
             folder.mkdir(parents=True, exist_ok=False)
             self._parts[name] = _PartWriter(folder, name, rows_per_row_group, row_groups_per_file)
-        self._last_key: tuple[str, int] | None = None
         self._closed = False
 
     def __enter__(self) -> DatasetWriter:
@@ -234,7 +232,6 @@ class DatasetWriter:
         _check_pair(index_batch, bounds_batch)
         if index_batch.num_rows == 0:
             return
-        self._last_key = _check_order(index_batch, self._last_key)
         self._parts["tile_index"].push(index_batch)
         self._parts["tile_bounds"].push(bounds_batch)
 
@@ -244,7 +241,7 @@ class DatasetWriter:
         self._closed = True
         for part in self._parts.values():
             part.close()
-        _fsync_dir(self.staging_root)
+        fsync_dir(self.staging_root)
 
     def abort(self) -> None:
         """Close open files without finishing them (the staged output is garbage)."""
@@ -276,59 +273,6 @@ def _check_pair(index: pa.RecordBatch, bounds: pa.RecordBatch) -> None:
         index.column(0).equals(bounds.column(0)) and index.column(1).equals(bounds.column(1))
     ):
         raise ValueError("tile_index and tile_bounds batches do not hold the same keys")
-
-
-def _constant_string(arr: pa.Array) -> bool:
-    """Whether a string array holds one value n times, checked on its buffers (the
-    common case, one country per batch) instead of row by row."""
-    if not pa.types.is_string(arr.type) or arr.null_count or arr.offset:
-        return False
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1)
-    width = int(offsets[1] - offsets[0])
-    if width == 0 or not (np.diff(offsets) == width).all():
-        return False
-    data = np.frombuffer(
-        arr.buffers()[2], dtype=np.uint8, count=int(offsets[-1]), offset=int(offsets[0])
-    )
-    rows = data.reshape(len(arr), width)
-    return bool((rows == rows[0]).all())
-
-
-def _check_order(batch: pa.RecordBatch, last: tuple[str, int] | None) -> tuple[str, int]:
-    """Require strictly increasing (country_iso, tile_id), also across batches."""
-    iso, tid = batch.column(0), batch.column(1)
-    first = (iso[0].as_py(), tid[0].as_py())
-    if last is not None:
-        _check_step(last, first)
-    n = batch.num_rows
-    if n > 1 and _constant_string(iso):
-        ids = tid.to_numpy()
-        if (ids[1:] > ids[:-1]).all():
-            return (first[0], int(ids[-1]))
-    if n > 1:
-        prev_iso, next_iso = iso.slice(0, n - 1), iso.slice(1)
-        prev_tid, next_tid = tid.slice(0, n - 1), tid.slice(1)
-        same = pc.equal(prev_iso, next_iso)
-        bad = pc.or_(pc.less(next_iso, prev_iso), pc.and_(same, pc.less_equal(next_tid, prev_tid)))
-        if pc.any(bad).as_py():
-            i = pc.index(bad, True).as_py()
-            _check_step(
-                (prev_iso[i].as_py(), prev_tid[i].as_py()),
-                (next_iso[i].as_py(), next_tid[i].as_py()),
-            )
-    return (iso[n - 1].as_py(), tid[n - 1].as_py())
-
-
-def _check_step(prev: tuple[str, int], key: tuple[str, int]) -> None:
-    if key == prev:
-        raise DuplicateTileError(
-            f"duplicate key (country_iso={key[0]}, tile_id={key[1]})", country_iso=key[0]
-        )
-    if key < prev:
-        raise ValueError(
-            f"rows out of (country_iso, tile_id) order: {key} after {prev}; the writer needs "
-            "the global sorted order"
-        )
 
 
 # -- staging and publishing -----------------------------------------------------------
@@ -389,8 +333,8 @@ def publish_partition(staged: Path, final: Path) -> PublishOutcome:
         raise FileNotFoundError(errno.ENOENT, "staged partition not found", str(staged))
     try:
         if not os.path.lexists(final):
-            _fsync_tree(staged)
-            _make_parents(final.parent)
+            fsync_tree(staged)
+            make_dirs(final.parent)
             try:
                 os.rename(staged, final)
             except OSError as exc:
@@ -398,7 +342,7 @@ def publish_partition(staged: Path, final: Path) -> PublishOutcome:
                     raise
                 log.info("%s appeared while publishing; comparing", final)
             else:
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
                 log.info("published %s", final)
                 return PublishOutcome.PUBLISHED
         _require_identical(staged, final)
@@ -471,53 +415,6 @@ def _same_bytes(a: Path, b: Path, block: int = 1 << 20) -> bool:
                 return True
 
 
-def _iter_tree(root: Path) -> Iterator[tuple[Path, bool]]:
-    """(path, is_dir) for every entry, children before their folder."""
-    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
-        for f in filenames:
-            yield Path(dirpath) / f, False
-        yield Path(dirpath), True
-
-
-def _fsync_tree(root: Path) -> None:
-    for path, is_dir in _iter_tree(root):
-        if is_dir:
-            _fsync_dir(path)
-        else:
-            _fsync_file(path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_parents(path: Path) -> None:
-    """mkdir -p, fsyncing the parent of every folder created so the new entries last."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            continue
-        _fsync_dir(d.parent)
-
-
 def _pid_alive(name: str) -> bool:
     parts = name.split(".")
     if len(parts) != 3 or not parts[1].isdigit():
@@ -533,7 +430,7 @@ def _pid_alive(name: str) -> bool:
 
 def _newest_mtime(root: Path) -> float:
     newest = root.lstat().st_mtime
-    for path, _ in _iter_tree(root):
+    for path, _ in iter_tree(root):
         try:
             newest = max(newest, path.lstat().st_mtime)
         except FileNotFoundError:
@@ -542,7 +439,6 @@ def _newest_mtime(root: Path) -> float:
 
 
 __all__ = [
-    "DATASETS",
     "PARQUET_OPTIONS",
     "STAGING_DIRNAME",
     "DatasetWriter",

@@ -6,32 +6,30 @@ measure their own time, CPU and the worker's peak RSS for the run's PAT counters
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from tileindex import faults, kernel, legacy
-from tileindex.cache import CachedUnit, MaskCache, unit_key
-from tileindex.errors import ConfigError, DuplicateTileError
+from tileindex.cache import MaskCache, unit_key
+from tileindex.errors import ConfigError
+from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry
-from tileindex.grid import CellRuns, Grid, Window
-from tileindex.plan import PartTask, RunTable, WorkUnit
-from tileindex.report import open_files_now, peak_rss_bytes
+from tileindex.grid import ChunkMask, Grid, MaskCounts, Runs, Window
+from tileindex.layout import DATASETS, part_name
+from tileindex.plan import PartTask, WorkUnit
+from tileindex.report import WorkerStats, open_files_now, peak_rss_bytes
 from tileindex.rows import iter_batches
-from tileindex.shards import DATASETS, DatasetWriter
+from tileindex.shards import DatasetWriter
 
-MaskFn = Callable[[Grid, Window, CountryGeometry, str], CellRuns]
+MaskFn = Callable[[Grid, Window, CountryGeometry, str], ChunkMask]
 
 ENGINES: dict[str, MaskFn] = {"fast": kernel.mask_chunk, "legacy": legacy.mask_chunk}
-
-IntArray = npt.NDArray[np.int64]
 
 
 def get_engine(name: str) -> MaskFn:
@@ -41,17 +39,6 @@ def get_engine(name: str) -> MaskFn:
         raise ConfigError(
             f"unknown engine {name!r}; valid engines are {', '.join(sorted(ENGINES))}"
         ) from None
-
-
-@dataclass(frozen=True)
-class WorkerStats:
-    """What a task measured about itself and the process that ran it."""
-
-    worker: str
-    seconds: float
-    cpu_seconds: float
-    rss_peak_bytes: int
-    open_files: int
 
 
 def _stats(t0: float, cpu0: float) -> WorkerStats:
@@ -66,16 +53,12 @@ def _stats(t0: float, cpu0: float) -> WorkerStats:
 
 @dataclass(frozen=True, eq=False)
 class UnitResult:
-    """A unit's included cells as runs sorted by tile id, and its summary counts."""
+    """A unit's included cells (one country's runs, sorted by tile id) and its counts;
+    ``cached`` says the runs came from the mask cache."""
 
     unit_id: int
-    country_iso: str
-    row: IntArray
-    col0: IntArray
-    col1: IntArray
-    cells_visited: int
-    cells_included: int
-    cells_excluded_hole: int
+    runs: Runs
+    counts: MaskCounts
     stats: WorkerStats
     cached: bool = False
 
@@ -114,67 +97,21 @@ def mask_unit(
     key = unit_key(token, grid, predicate, unit.windows) if cache else ""
     hit = cache.get(key) if cache else None
     if hit is not None:
-        return UnitResult(
-            unit_id=unit.unit_id,
-            country_iso=unit.country_iso,
-            row=hit.row,
-            col0=hit.col0,
-            col1=hit.col1,
-            cells_visited=hit.cells_visited,
-            cells_included=hit.cells_included,
-            cells_excluded_hole=hit.cells_excluded_hole,
-            stats=_stats(t0, cpu0),
-            cached=True,
-        )
+        return UnitResult(unit.unit_id, *hit, stats=_stats(t0, cpu0), cached=True)
     mask = get_engine(engine)
     geom = _cached(token, country)
-    rows, cols = unit.chunk.rows, unit.chunk.cols
-    results = [
-        mask(
-            grid,
-            Window(r, min(r + rows, w.row_stop), c, min(c + cols, w.col_stop)),
-            geom,
-            predicate,
-        )
+    chunks = [
+        mask(grid, chunk, geom, predicate)
         for w in unit.windows
-        for r in range(w.row_start, w.row_stop, rows)
-        for c in range(w.col_start, w.col_stop, cols)
+        for chunk in grid.chunks(w, unit.chunk.rows, unit.chunk.cols)
     ]
-    row = np.concatenate([x.row for x in results])
-    col0 = np.concatenate([x.col0 for x in results])
-    col1 = np.concatenate([x.col1 for x in results])
-    order = np.lexsort((col0, row))
-    row, col0, col1 = row[order], col0[order], col1[order]
-    _check_disjoint(unit.country_iso, row, col0, col1)
-    visited = sum(x.cells_visited for x in results)
-    included = sum(x.cells_included for x in results)
-    hole = sum(x.cells_excluded_hole for x in results)
+    # the windows are disjoint and the chunks tile them, so the chunks' runs only need
+    # putting in tile id order
+    runs = Runs.concat(chunks).sorted()
+    counts = sum((x.counts for x in chunks), MaskCounts())
     if cache is not None:
-        cache.put(key, CachedUnit(row, col0, col1, visited, included, hole))
-    return UnitResult(
-        unit_id=unit.unit_id,
-        country_iso=unit.country_iso,
-        row=row,
-        col0=col0,
-        col1=col1,
-        cells_visited=visited,
-        cells_included=included,
-        cells_excluded_hole=hole,
-        stats=_stats(t0, cpu0),
-    )
-
-
-def _check_disjoint(code: str, row: IntArray, col0: IntArray, col1: IntArray) -> None:
-    """A cell at most once per country (SPEC E003): sorted runs must not overlap."""
-    bad = np.flatnonzero((row[1:] == row[:-1]) & (col0[1:] < col1[:-1]))
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise DuplicateTileError(
-            f"country {code}: cell ({int(row[i])}, {int(col0[i])}) emitted twice",
-            country_iso=code,
-            raster_row=int(row[i]),
-            raster_col=int(col0[i]),
-        )
+        cache.put(key, runs, counts)
+    return UnitResult(unit.unit_id, runs, counts, stats=_stats(t0, cpu0))
 
 
 @dataclass(frozen=True)
@@ -189,21 +126,19 @@ class PartResult:
     stats: WorkerStats
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
-
-
 def encode_part(
     grid: Grid,
     predicate: str,
-    runs: RunTable,
+    codes: Sequence[str],
+    runs: Runs,
     task: PartTask,
     staging: Path,
     rows_per_row_group: int,
     row_groups_per_file: int,
     attempt: int = 1,
 ) -> PartResult:
-    """Expand the runs of one part's row range and write that part of both datasets.
+    """Expand the runs of one part's rows (``runs.country`` indexes ``codes``) and write
+    that part of both datasets.
 
     A part file's bytes depend only on its rows and the writer settings, so writing
     each part on its own gives the bytes one streaming writer would write.
@@ -214,14 +149,12 @@ def encode_part(
     if scratch.exists():  # left by an earlier attempt of this task
         shutil.rmtree(scratch)
     with DatasetWriter(scratch, rows_per_row_group, row_groups_per_file) as writer:
-        bounds = np.flatnonzero(np.diff(runs.code)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, runs.code.size], strict=True):
+        bounds = np.flatnonzero(np.diff(runs.country)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(runs)], strict=True):
             if hi <= lo:
                 continue
-            iso = runs.codes[int(runs.code[lo])]
-            for pair in iter_batches(
-                grid, iso, predicate, runs.row[lo:hi], runs.col0[lo:hi], runs.col1[lo:hi]
-            ):
+            iso = codes[int(runs.country[lo])]
+            for pair in iter_batches(grid, iso, predicate, runs.take(slice(lo, hi))):
                 writer.write(*pair)
     size = 0
     digests = {}
@@ -236,11 +169,3 @@ def encode_part(
         task.part_index, attempt, staging / "tile_index" / part_name(task.part_index)
     )
     return PartResult(task.part_index, writer.rows_written, size, digests, _stats(t0, cpu0))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

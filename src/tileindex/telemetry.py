@@ -1,45 +1,167 @@
-"""Progress and structured events, delivered through one callback protocol."""
+"""Progress and structured events, delivered through one callback protocol: the typed
+events a build emits and the sinks that observe them."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from tileindex.fsio import fsync_file
+from tileindex.grid import MaskCounts
+from tileindex.plan import WorkUnit
 from tileindex.report import CountrySummary, RunReport, rfc3339_utc
-
-log = logging.getLogger(__name__)
 
 ERROR_EVENT = "S1_ERROR"
 _CONTEXT_KEYS = ("country_iso", "raster_row", "raster_col")
 
 
+# -- events ---------------------------------------------------------------------------
+# Each event is a small frozen value; ``to_json()`` is its event-log line: ``event`` (the
+# name), ``at`` (when it was made), then its fields in order. Sinks receive the line.
+
+
+@dataclass(frozen=True)
+class _Event:
+    NAME: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.NAME, "at": None}  # "at" stays second
+        for f in fields(self):
+            out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (of tuples) as the lists ``json.loads`` gives back."""
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class ExecutorEvent(_Event):
+    """A distributed executor is up (where to watch it)."""
+
+    NAME: ClassVar[str] = "S1_EXECUTOR"
+    executor: str
+    workers: int
+    dashboard: str
+    at: str = field(default_factory=rfc3339_utc)
+
+
+@dataclass(frozen=True)
+class PlanEvent(_Event):
+    """The work units, as ``(unit_id, country_iso, row_start, row_stop, cells)``."""
+
+    NAME: ClassVar[str] = "S1_PLAN"
+    units: tuple[tuple[int, str, int, int, int], ...]
+    at: str = field(default_factory=rfc3339_utc)
+
+    @classmethod
+    def of(cls, units: Sequence[WorkUnit]) -> PlanEvent:
+        return cls(
+            tuple((u.unit_id, u.country_iso, u.row_start, u.row_stop, u.cells) for u in units)
+        )
+
+
+@dataclass(frozen=True)
+class UnitEvent(_Event):
+    """A unit was masked: its rows and column spans, what it saw, who and how long."""
+
+    NAME: ClassVar[str] = "S1_UNIT"
+    unit_id: int
+    country_iso: str
+    row_start: int
+    row_stop: int
+    col_spans: tuple[tuple[int, int], ...]
+    cells_visited: int
+    cells_included: int
+    seconds: float
+    worker: str
+    at: str = field(default_factory=rfc3339_utc)
+
+    @classmethod
+    def of(cls, unit: WorkUnit, counts: MaskCounts, seconds: float, worker: str) -> UnitEvent:
+        return cls(
+            unit_id=unit.unit_id,
+            country_iso=unit.country_iso,
+            row_start=unit.row_start,
+            row_stop=unit.row_stop,
+            col_spans=tuple((w.col_start, w.col_stop) for w in unit.windows),
+            cells_visited=counts.cells_visited,
+            cells_included=counts.cells_included,
+            seconds=round(seconds, 6),
+            worker=worker,
+        )
+
+
+@dataclass(frozen=True)
+class ShardFlushEvent(_Event):
+    """A part file of both datasets was written to staging."""
+
+    NAME: ClassVar[str] = "S1_SHARD_FLUSH"
+    part_index: int
+    rows: int
+    bytes: int
+    seconds: float
+    worker: str
+    at: str = field(default_factory=rfc3339_utc)
+
+
+@dataclass(frozen=True)
+class MergeEvent(_Event):
+    """Every part is written and verified: the staged partitions are complete."""
+
+    NAME: ClassVar[str] = "S1_MERGE"
+    parts: int
+    rows: int
+    bytes: int
+    seconds: float
+    at: str = field(default_factory=rfc3339_utc)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The docs/CONTRACT.md §8 failure event. ``parameter_hash`` is None (JSON null) only
+    when the run failed before its identity was known; context values that are None
+    are left out of the line."""
+
+    code: str
+    message: str
+    parameter_hash: str | None
+    country_iso: str | None = None
+    raster_row: int | None = None
+    raster_col: int | None = None
+    at: str = field(default_factory=rfc3339_utc)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event": ERROR_EVENT,
+            "code": self.code,
+            "at": self.at,
+            "parameter_hash": self.parameter_hash,
+            "message": self.message,
+        }
+        for key in _CONTEXT_KEYS:
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
 def error_event(
     code: str, message: str, parameter_hash: str | None, **context: Any
 ) -> dict[str, Any]:
-    """The SPEC §8 failure event. ``context`` may hold ``country_iso``, ``raster_row``,
-    ``raster_col`` (None values are left out). ``parameter_hash`` is None (JSON null)
-    only when the run failed before its identity was known."""
+    """The event-log line of an :class:`ErrorEvent`; ``context`` may hold
+    ``country_iso``, ``raster_row``, ``raster_col``."""
     unknown = sorted(set(context) - set(_CONTEXT_KEYS))
     if unknown:
         raise TypeError(
             f"error_event got unknown context {unknown}; allowed: {', '.join(_CONTEXT_KEYS)}"
         )
-    event: dict[str, Any] = {
-        "event": ERROR_EVENT,
-        "code": code,
-        "at": rfc3339_utc(),
-        "parameter_hash": parameter_hash,
-        "message": message,
-    }
-    for key in _CONTEXT_KEYS:
-        if context.get(key) is not None:
-            event[key] = context[key]
-    return event
+    return ErrorEvent(code, message, parameter_hash, **context).to_json()
 
 
 @runtime_checkable
@@ -147,11 +269,7 @@ class JsonLinesTelemetry:
         if not self.path.exists():
             return
         with self._lock:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(self.path)
 
 
 class MultiTelemetry:
@@ -183,51 +301,17 @@ class MultiTelemetry:
             s.on_finish(report)
 
 
-class LoggingTelemetry:
-    """Sends events and progress to ``logging`` (handlers are the CLI's business)."""
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.log = logger or log
-
-    def on_start(self, total_countries: int, total_units: int) -> None:
-        self.log.info("start: %d countries, %d work units", total_countries, total_units)
-
-    def on_unit_done(
-        self, iso: str, cells_visited: int, cells_included: int, seconds: float
-    ) -> None:
-        self.log.debug(
-            "%s: unit done, %d of %d cells included (%.3fs)",
-            iso,
-            cells_included,
-            cells_visited,
-            seconds,
-        )
-
-    def on_country_done(self, summary: CountrySummary) -> None:
-        self.log.info(
-            "%s: %d of %d cells included",
-            summary.country_iso,
-            summary.cells_included,
-            summary.cells_visited,
-        )
-
-    def on_event(self, event: Mapping[str, Any]) -> None:
-        level = logging.ERROR if event.get("event") == ERROR_EVENT else logging.INFO
-        self.log.log(level, "%s", json.dumps(dict(event), separators=(",", ":")))
-
-    def on_finish(self, report: RunReport | None) -> None:
-        if report is None:
-            self.log.error("finished without publishing")
-        else:
-            self.log.info("finished: %d rows emitted", report.rows_emitted)
-
-
 __all__ = [
     "ERROR_EVENT",
+    "ErrorEvent",
+    "ExecutorEvent",
     "JsonLinesTelemetry",
-    "LoggingTelemetry",
+    "MergeEvent",
     "MultiTelemetry",
     "NullTelemetry",
+    "PlanEvent",
+    "ShardFlushEvent",
     "Telemetry",
+    "UnitEvent",
     "error_event",
 ]
