@@ -19,7 +19,7 @@ import pytest
 from edge_cases import CASES, Cells, EdgeCase, block
 from tileindex import kernel, legacy
 from tileindex.geometry import CountryGeometry
-from tileindex.grid import CellRuns, Grid, Window
+from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.predicates import PREDICATES
 
 Point = tuple[Fraction, Fraction]
@@ -152,7 +152,7 @@ def _brute_force(grid: Grid, country: CountryGeometry, predicate: str) -> Result
 # -- the engines ----------------------------------------------------------------------------
 
 
-def _cells(runs: CellRuns) -> Cells:
+def _cells(runs: ChunkMask) -> Cells:
     return frozenset(
         (r, k)
         for r, k0, k1 in zip(runs.row.tolist(), runs.col0.tolist(), runs.col1.tolist(), strict=True)
@@ -161,7 +161,7 @@ def _cells(runs: CellRuns) -> Cells:
 
 
 def _engine(
-    mask_chunk: Callable[[Grid, Window, CountryGeometry, str], CellRuns],
+    mask_chunk: Callable[[Grid, Window, CountryGeometry, str], ChunkMask],
 ) -> Callable[[Grid, CountryGeometry, str], Result]:
     def run(grid: Grid, country: CountryGeometry, predicate: str) -> Result:
         runs = mask_chunk(grid, Window(0, grid.nrows, 0, grid.ncols), country, predicate)
