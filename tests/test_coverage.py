@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from tileindex import kernel
+from tileindex import coverage, kernel
 from tileindex.coverage import cell_fractions, cells_within
 from tileindex.errors import GeometryInvalidError
 from tileindex.geometry import CountryGeometry, country_geometry
@@ -504,6 +504,16 @@ def test_sub_ulp_corner_overlap_that_geos_does_not_count_reads_zero() -> None:
         "ZZ", [shapely.from_wkt("POLYGON ((0.3 1.7, 1.7 0.3, 2 2, 0.3 1.7))")]
     )
     assert _check(grid, country)[0, 0] == 0.0
+
+
+def test_the_float_fallback_of_the_prefix_sums_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    # past ~1000 pieces across one meridian of one strip the exact integer prefix sums
+    # give way to float sums; force that path everywhere and compare with exact values
+    monkeypatch.setattr(coverage, "_FIXED_LIMIT", 0.0)
+    hole = Polygon([(2.5, 2.5), (7.7, 3), (4, 8.1)]).exterior
+    holed = Polygon(box(0, 0, 10, 10).exterior, [hole])
+    f = _fractions(_G10, holed)
+    assert f[0, 0] == 1.0 and f[5, 4] == 0.0 and 0.0 < f[5, 6] < 1.0
 
 
 def test_cells_may_repeat_and_come_in_any_order() -> None:

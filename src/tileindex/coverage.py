@@ -24,8 +24,10 @@ width) and ``V = (y - s) / (n - s)`` the piece contributes
 
 * to every cell piece wholly west of it (``x1 <= min x``): ``W * ΔV`` (W the piece's
   width / A, 1 for an unsplit cell) -- summed per strip as an exact integer prefix sum of
-  ``ΔV`` rounded to a multiple of ``2^-Q`` (``Q <= 52``, chosen per strip so that no sum
-  can overflow int64), so the result is independent of summation order;
+  ``ΔV`` rounded to a multiple of ``2^-52`` (int64 arithmetic mod 2^64 gives every
+  difference of prefix sums exactly, as that sum, ``|Σ ΔV| <= 1 + the pieces crossing the
+  cell's east meridian``, is far below 2^11), so the result does not depend on the
+  summation order;
 * to the cells it passes over: ``∫ clamp(U, 0, W) dV`` along the piece, split where U
   crosses 0 and W (a trapezoid plus an eastern rectangle);
 * to cells east of it: nothing.
@@ -38,9 +40,9 @@ segment endpoint, ``((x_anchor - x0) + (y - y_anchor) * slope) / A``, so its err
 ≤ ~8u (1 + L), L the segment's extent in cell widths (not the magnitude of x, which is
 what absolute coordinates would cost). The clamped integral is 1-Lipschitz in its
 endpoints (in local units), so a local term errs by ≤ ~20u (1 + L) and a prefix term by
-≤ 2^-(Q+1) + 6u per piece. With P pieces through a cell and N pieces in its strip the
+≤ 2^-53 + 6u per piece. With P pieces through a cell and N pieces in its strip the
 error is ≤ ~20u P (1 + L) + 7u N -- below 1e-12 for Natural Earth borders on the 30"
-grid, and below ``_EDGE = 1e-10`` while P (1 + L) ≤ 4e4 and N ≤ 1e5. (A cell split at
+grid, and below ``_EDGE = 1e-10`` while P (1 + L) ≤ 2e4 and N ≤ 5e4. (A cell split at
 ±180 adds the rounding of its wrapped edge, ≤ ulp(180) / A ≈ 3.4e-12 on the 30" grid.)
 
 The two exact ends
@@ -68,7 +70,8 @@ decided by their test point (``contains_xy``, exact); the rest by GEOS ``covers`
 piece box on the prepared geometry -- GEOS semantics, the predicate's definition.
 
 Every value depends only on the grid, the geometry and the cell, not on which other
-cells are asked about in the same call.
+cells are asked about in the same call (short of the float fallback of the prefix sums
+past ``_FIXED_LIMIT``, which no valid border at a sane resolution reaches).
 """
 
 from __future__ import annotations
@@ -95,6 +98,10 @@ _BELOW_ONE = float(np.nextafter(1.0, 0.0))
 # error is ~6u (|x1| + |x2 - x1|); 2^-40 keeps a margin of > 1000x.
 _MARGIN_SCALE = 2.0**-40
 _INTERIORS_MEET = "T********"
+# Prefix sums of ΔV are exact integers in units of 2^-52, mod 2^64: exact for sums below
+# 2^11 in magnitude (module doc); past _FIXED_LIMIT the float sum is used.
+_FIXED = 2.0**52
+_FIXED_LIMIT = 2.0**10
 
 
 def cell_fractions(
@@ -283,17 +290,20 @@ def _piece_fractions(sp: _StripPieces, q: _Query, p: _Pieces) -> FloatArray:
     prow = q.ridx[p.cell]  # strip of each asked piece
     # -- pieces wholly west of a strip piece: exact integer prefix sums of ΔV per strip --
     first = np.searchsorted(seg.x1, sp.xmin, side="right")  # columns with x1 <= xmin
-    count = np.bincount(sp.strip, minlength=q.urows.size)
-    scale_bits = np.minimum(52, 61 - np.ceil(np.log2(count + 1.0)).astype(np.int64))
-    scale = np.ldexp(1.0, scale_bits)
-    dv = np.rint((sp.v1 - sp.v0) * scale[sp.strip]).astype(np.int64)
+    dv_float = sp.v1 - sp.v0
+    dv = np.rint(dv_float * _FIXED).astype(np.int64)
     key = sp.strip * (n + 1) + first
     order = np.argsort(key, kind="stable")
     key_sorted = key[order]
-    cum = np.concatenate([[0], np.cumsum(dv[order])])  # wraps mod 2^64; differences exact
     below = np.searchsorted(key_sorted, prow * (n + 1) + p.k, side="right")
     upto = np.searchsorted(key_sorted, prow * (n + 1) + n, side="right")
-    west = (cum[upto] - cum[below]).astype(np.float64) / scale[prow]
+    cum = np.concatenate([[0], np.cumsum(dv[order])])  # wraps mod 2^64; differences exact
+    west = (cum[upto] - cum[below]).astype(np.float64) / _FIXED
+    # exact while |sum| < 2^11; beyond (over ~1000 pieces across one meridian of one
+    # strip) the float sum, which is then still within ~1e-12
+    cum_f = np.concatenate([[0.0], np.cumsum(dv_float[order])])
+    west_f = cum_f[upto] - cum_f[below]
+    west = np.where(np.abs(west_f) < _FIXED_LIMIT, west, west_f)
     frac = width[p.k] * west
 
     # -- the cells a strip piece passes over --------------------------------------------
