@@ -506,6 +506,54 @@ def test_sub_ulp_corner_overlap_that_geos_does_not_count_reads_zero() -> None:
     assert _check(grid, country)[0, 0] == 0.0
 
 
+_WORLDPOP = Grid.from_transform(
+    43199, 16755, (0.0083333333, 0.0, -180.0012493, 0.0, -0.0083333333, 83.6329165016827)
+)
+
+
+@pytest.mark.parametrize(
+    "wkt",
+    [
+        # edges hundreds of cells long, far from the origin (the rounding grows with both)
+        "POLYGON ((-179.1234567 70.1, -176.3 71.987654321, -177.9 68.55, -179.1234567 70.1))",
+        "POLYGON ((10.01 -40.3, 13.377 -39.2, 12.1 -42.9, 10.01 -40.3))",
+        # across ±180 near column 0, whose west sliver wraps to +180
+        "POLYGON ((178.7 50.3, 181.2 51.1, 180.4 49.2, 178.7 50.3))",
+    ],
+)
+def test_long_edges_on_the_30_arc_second_grid(wkt: str) -> None:
+    grid = _WORLDPOP
+    country = country_geometry("ZZ", [shapely.from_wkt(wkt)])
+    _, miny, _, maxy = country.bounds
+    rows = np.arange(int((grid.f - maxy) / -grid.e) - 1, int((grid.f - miny) / -grid.e) + 2)
+    cols = np.unique(
+        np.concatenate(
+            [
+                np.arange(int((lo - grid.c) / grid.a) - 1, int((hi - grid.c) / grid.a) + 2)
+                for lo, _, hi, _ in (p.bounds for p in country.parts)
+            ]
+            + [np.array([0, grid.ncols - 1])]
+        ).clip(0, grid.ncols - 1)
+    )
+    rr, cc = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
+    frac = cell_fractions(grid, country, rr, cc)
+    edge = np.flatnonzero((frac > 0.0) & (frac < 1.0))
+    assert edge.size > 500
+    sample = edge[:: max(1, edge.size // 150)]
+    rings = _rings(country.geom)
+    for i in sample.tolist():
+        exact = _exact_fraction(grid, rings, int(rr[i]), int(cc[i]))
+        err = abs(float(Fraction(float(frac[i])) - exact))
+        _WORST["error"] = max(_WORST["error"], err)
+        _WORST["cells"] += 1
+        assert err <= _TOL, f"cell ({rr[i]}, {cc[i]}): {frac[i]!r} vs {float(exact)!r}"
+    within = cells_within(grid, country, rr[sample], cc[sample])
+    assert not within.any()
+    inner = np.flatnonzero(frac == 1.0)[:50]
+    assert inner.size and cells_within(grid, country, rr[inner], cc[inner]).all()
+    assert all(_brute_within(grid, country.geom, int(rr[i]), int(cc[i])) for i in inner)
+
+
 def test_the_float_fallback_of_the_prefix_sums_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
     # past ~1000 pieces across one meridian of one strip the exact integer prefix sums
     # give way to float sums; force that path everywhere and compare with exact values
