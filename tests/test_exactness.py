@@ -4,7 +4,7 @@ Three engines decide every cell of the full grid and must agree:
 
 1. ``tileindex.legacy.mask_chunk`` — the per-cell reference;
 2. ``tileindex.kernel.mask_chunk`` — the fast engine;
-3. ``_brute_force`` below — written from SPEC §3-§5 alone, without grid.py's helpers
+3. ``_brute_force`` below — written from docs/CONTRACT.md §3-§5 alone, without grid.py's helpers
    (it recomputes centroids, cell bounds, wrapping and the split at ±180 itself).
 
 Included cells must be identical across all three, and the hole statistic identical
@@ -61,9 +61,9 @@ _SLOW = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
-# -- the brute force, from SPEC §3-§5 only --------------------------------------------------
+# -- the brute force, from docs/CONTRACT.md §3-§5 only ----------------------------------
 
-# [lo, hi] longitude ranges and the shift that wraps each into [-180, 180] (SPEC §4)
+# [lo, hi] longitude ranges and the shift that wraps each into [-180, 180] (docs/CONTRACT.md §4)
 _WRAP = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
 _INTERIORS_MEET = "T********"
 
@@ -82,13 +82,13 @@ def _brute_force(
     a, c, e, f = grid.a, grid.c, grid.e, grid.f
     col = np.arange(grid.ncols, dtype=np.float64)
     row = np.arange(grid.nrows, dtype=np.float64)
-    # SPEC §3: centroid = c + a*(col + 0.5), f + e*(row + 0.5), then lon wrapped
+    # docs/CONTRACT.md §3: centroid = c + a*(col + 0.5), f + e*(row + 0.5), then lon wrapped
     lon = c + a * (col + 0.5)
     lon = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
     lat = f + e * (row + 0.5)
     points = shapely.points(lon[None, :].repeat(grid.nrows, 0), lat[:, None].repeat(grid.ncols, 1))
 
-    # SPEC §5 center: per part, closed shell minus closed holes (GEOS point-in-polygon
+    # docs/CONTRACT.md §5 center: per part, closed shell minus closed holes (GEOS point-in-polygon
     # is decided with exact orientation signs)
     in_part = np.zeros(points.shape, dtype=bool)
     in_shell = np.zeros(points.shape, dtype=bool)
@@ -104,7 +104,7 @@ def _brute_force(
     if predicate == "center":
         included = in_part
     else:
-        # SPEC §3 cell bounds; SPEC §4: a cell beyond ±180 is tested at its wrapped
+        # docs/CONTRACT.md §3 cell bounds; §4: a cell beyond ±180 is tested at its wrapped
         # position, so a cell straddling ±180 is cut there and each piece shifted
         x0, x1 = c + a * col, c + a * (col + 1.0)
         south, north = f + e * (row + 1.0), f + e * row
@@ -276,7 +276,7 @@ def grids(draw: st.DrawFn, max_side: int = 40) -> Grid:
         st.sampled_from(["anywhere", "west_overhang", "east_overhang", "at_minus_180", "worldpop"])
     )
     if where == "worldpop":
-        # the reference transform itself (SPEC §1), cut down to a few columns and rows
+        # the reference transform itself (docs/CONTRACT.md §1), cut down to a few columns and rows
         a, c, e, f = 0.0083333333, -180.0012493, -0.0083333333, 83.6329165016827
     elif where == "anywhere":
         c = draw(st.integers(-30, 30)) + draw(st.sampled_from([0.0, 0.3, 1.0 / 3.0, -0.0012493]))
@@ -309,7 +309,7 @@ def _units(lo: float, hi: float) -> st.SearchStrategy[float]:
 
 
 def _x(grid: Grid, u: float) -> float:
-    # the SPEC §3 form, so k + 0.5 gives exactly a centroid and k exactly a cell edge
+    # the docs/CONTRACT.md §3 form, so k + 0.5 gives exactly a centroid and k exactly a cell edge
     return grid.c + grid.a * u
 
 
@@ -403,7 +403,7 @@ def _shift_x(geom: shapely.Geometry, shift: float) -> shapely.Geometry:
 @st.composite
 def countries(draw: st.DrawFn, grid: Grid) -> CountryGeometry:
     """A country: 1-3 shapes as separate rows or unioned, maybe with a shape cut out,
-    either ring orientation, maybe given 360 degrees away (SPEC §4 normalises it)."""
+    either ring orientation, maybe given 360 degrees away (docs/CONTRACT.md §4 normalises it)."""
     shapes = draw(st.lists(_shapes(grid), min_size=1, max_size=3))
     how = draw(st.sampled_from(["rows", "union", "cut"]))
     if how == "rows":

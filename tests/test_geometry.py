@@ -1,4 +1,4 @@
-"""Country geometry (SPEC §4): validity, antimeridian cut, union, oriented edges."""
+"""Country geometry (docs/CONTRACT.md §4): validity, antimeridian cut, union, oriented edges."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Grid math (SPEC §3): identity, centroids, wrapped bounds, areas, windows, chunks."""
+"""Grid math (docs/CONTRACT.md §3): identity, centroids, wrapped bounds, areas, windows, chunks."""
 
 from __future__ import annotations
 

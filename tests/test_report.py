@@ -92,7 +92,7 @@ def _report(**kw) -> RunReport:
 
 
 def test_contract_lists_match_the_spec() -> None:
-    # the sets above are written from SPEC §8; the code's lists must say the same
+    # the sets above are written from docs/CONTRACT.md §8; the code's lists must say the same
     assert set(PAT_COUNTERS) == SPEC_PAT
     assert set(REPORT_FIELDS) == SPEC_REPORT
     assert set(SUMMARY_FIELDS) == SPEC_SUMMARY

@@ -1,5 +1,5 @@
 """The validator: clean builds pass; each corruption, made through a real mechanism on a
-copy of a published partition, is found with its SPEC code; the independent recount is
+copy of a published partition, is found with its contract code; the independent recount is
 exact on named edge cases and on generated polygons."""
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def test_a_missing_row_is_a_predicate_contradiction_at_that_cell(built, inputs, 
 
 def test_a_moved_cell_is_found_although_counts_agree(built, inputs, tmp_path: Path) -> None:
     # AA's last cell moves one column east (outside AA), every value recomputed from the
-    # SPEC formulas: only the inclusion itself is wrong, and the count is unchanged
+    # contract formulas: only the inclusion itself is wrong, and the count is unchanged
     copy = Copy(built["center"], tmp_path / "copy")
     table = copy.read("tile_index")
     k = len(table) - 1 - table["country_iso"].to_pylist()[::-1].index("AA")

@@ -44,7 +44,7 @@ TILE_BOUNDS_SCHEMA = pa.schema(
     ]
 )
 
-# SPEC §8: what the run report, its PAT counters and each country summary hold at least
+# docs/CONTRACT.md §8: what the run report, its PAT counters and each country summary hold at least
 REPORT_FIELDS = (
     "parameter_hash",
     "predicate",
@@ -107,7 +107,7 @@ def check_parameter_hash(value: str) -> str:
 def parameter_hash(
     predicate: str, digests: Mapping[str, str], grid_json: Mapping[str, object]
 ) -> str:
-    """SHA-256 of the canonical JSON of what determines the result (SPEC §7)."""
+    """SHA-256 of the canonical JSON of what determines the result (docs/CONTRACT.md §7)."""
     doc = {
         "contract_version": CONTRACT_VERSION,
         "predicate": predicate,

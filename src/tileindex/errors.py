@@ -1,23 +1,23 @@
-"""The error hierarchy: one root, one class per SPEC §8 code, each also a built-in."""
+"""The error hierarchy: one root, one class per docs/CONTRACT.md §8 code, each also a built-in."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# The event code for bad input that SPEC §8 gives no E-code (missing file, bad column, ...).
+# The event code for bad input that docs/CONTRACT.md §8 gives no E-code (missing file, ...).
 BAD_INPUT_EVENT_CODE = "S1_BAD_INPUT"
 
 
 class TileIndexError(Exception):
     """Root of every error tileindex raises on purpose.
 
-    ``code`` is the SPEC §8 error code (``None`` for plain bad input that the SPEC
+    ``code`` is the docs/CONTRACT.md §8 error code (``None`` for plain bad input that the contract
     gives no code for); ``context`` carries the optional event fields
     (``country_iso``, ``raster_row``, ``raster_col``).
     """
 
     code: str | None = None
-    # the S1_ERROR event code of an error the SPEC gives no E-code
+    # the S1_ERROR event code of an error the contract gives no E-code
     uncoded_event: str = BAD_INPUT_EVENT_CODE
 
     def __init__(self, message: str, **context: Any) -> None:
@@ -35,7 +35,7 @@ class TileIndexError(Exception):
 
 
 class InputError(TileIndexError, ValueError):
-    """A sealed input is missing, unreadable or malformed (no SPEC code)."""
+    """A sealed input is missing, unreadable or malformed (no contract code)."""
 
 
 class InputFileError(TileIndexError, OSError):

@@ -78,7 +78,7 @@ def _clip(geom: BaseGeometry, lo: float, hi: float) -> BaseGeometry:
 
 def normalise_longitudes(geom: BaseGeometry) -> BaseGeometry:
     """Cut a polygon given beyond ±180 at the antimeridian and shift the pieces into
-    [-180, 180] (SPEC §4). Geometry already inside the range is returned unchanged."""
+    [-180, 180] (docs/CONTRACT.md §4). Geometry already inside the range is returned unchanged."""
     minx, _, maxx, _ = geom.bounds
     if minx >= -180.0 and maxx <= 180.0:
         return geom

@@ -1,6 +1,6 @@
 """The grid value type: shape, transform, tile ids, centroids, bounds, areas, windows.
 
-Every formula here is the SPEC §3 formula written once; the kernel, the legacy engine,
+Every formula here is the docs/CONTRACT.md §3 formula written once; the kernel, the legacy engine,
 the writers and the validator all take cell coordinates from this module.
 """
 
@@ -120,7 +120,7 @@ class Grid:
 
     @classmethod
     def from_transform(cls, ncols: int, nrows: int, transform: Sequence[float]) -> Grid:
-        """Build a grid from GDAL-order ``(a, b, c, d, e, f)``; reject what SPEC §3 rejects."""
+        """Build a grid from GDAL-order ``(a, b, c, d, e, f)``; reject what §3 rejects."""
         if len(transform) < 6:
             raise RasterMismatchError(f"grid transform needs 6 coefficients, got {transform!r}")
         a, b, c, d, e, f = (float(v) for v in transform[:6])
@@ -174,7 +174,7 @@ class Grid:
         ids = r * np.int64(self.ncols) + np.asarray(cols, dtype=np.int64)
         return np.asarray(ids).view(np.uint64)
 
-    # -- coordinates (SPEC §3, exactly this float form) -------------------------------
+    # -- coordinates (docs/CONTRACT.md §3, exactly this float form) -------------------------------
 
     def centroid_lon(self, cols: npt.ArrayLike) -> FloatArray:
         col = np.asarray(cols, dtype=np.float64)
@@ -205,7 +205,7 @@ class Grid:
 
     @cached_property
     def _area_table(self) -> FloatArray:
-        """Per-row cell area: pyproj Geod on the cell's corners (the SPEC's yardstick).
+        """Per-row cell area: pyproj Geod on the cell's corners (the contract's yardstick).
 
         Geod joins corners by geodesics, which for narrow cells differ from the
         parallels by < 1e-8 relative (3.5e-9 at 83.6 N for 30-arc-second cells); a cell

@@ -1,7 +1,7 @@
 """Sealed-input readers: the ISO list, the country layer and the grid raster's header.
 
 Each input is read once, identified by the SHA-256 of its bytes, and every byte read is
-counted for the SPEC §9 budget. Readers validate what they read and raise a
+counted for the docs/CONTRACT.md §9 budget. Readers validate what they read and raise a
 ``tileindex.errors`` class whose one-line message starts with the input's role and
 path and says how to fix it. They never compute masks and never repair geometry.
 """

@@ -15,7 +15,7 @@ from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.predicates import check_predicate
 
 # DE-9IM "the interiors meet": a positive-area overlap. Contact along an edge or at
-# a point only meets boundaries, so it does not match (SPEC §5 any_overlap).
+# a point only meets boundaries, so it does not match (docs/CONTRACT.md §5 any_overlap).
 _INTERIORS_MEET = "T********"
 
 

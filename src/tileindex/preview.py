@@ -404,7 +404,7 @@ class _Majority:
     rows in view, so a microstate sharing its cells with the host (any_overlap) still
     shows at full detail; then to the smaller ISO code.
 
-    Rows arrive sorted by country (SPEC §6), so one country's counts are gathered in
+    Rows arrive sorted by country (docs/CONTRACT.md §6), so one country's counts are gathered in
     ``_count`` and folded into the winners when the next country starts; memory is a
     few arrays of the picture's size whatever the number of rows.
     """

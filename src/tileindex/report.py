@@ -46,7 +46,8 @@ def _jsonable(obj: Any) -> Any:
 
 @dataclass(frozen=True)
 class CountrySummary:
-    """What one country's visit saw (SPEC §8); tile ids are None when nothing is included."""
+    """What one country's visit saw (docs/CONTRACT.md §8); tile ids are None when nothing is
+    included."""
 
     country_iso: str
     cells_visited: int
@@ -102,7 +103,7 @@ def country_summary(
 
 @dataclass(frozen=True)
 class PatCounters:
-    """The SPEC §8 performance counters, plus ``main_rss_peak_bytes`` (the coordinating
+    """The docs/CONTRACT.md §8 performance counters, plus ``main_rss_peak_bytes`` (the coordinating
     process's own peak, so a validator can bound the whole run's RSS as
     main + workers_used * max_worker_rss_bytes)."""
 
@@ -119,7 +120,7 @@ class PatCounters:
     chunk_size: int
     main_rss_peak_bytes: int = 0
     # bytes a worker held on disk at once (the part files it was writing) and the
-    # whole staging area (every part, before the rename) -- SPEC §9's temp disk
+    # whole staging area (every part, before the rename) -- docs/CONTRACT.md §9's temp disk
     temp_disk_worker_peak_bytes: int = 0
     staging_bytes_total: int = 0
 
@@ -133,7 +134,7 @@ class PatCounters:
 
 @dataclass(frozen=True)
 class RunReport:
-    """The run report (SPEC §8). ``ingress_versions`` maps ``iso``/``countries``/
+    """The run report (docs/CONTRACT.md §8). ``ingress_versions`` maps ``iso``/``countries``/
     ``raster`` to input digests; ``determinism_receipt`` is
     ``{"partition_path", "sha256_hex"}``; ``outputs`` maps dataset keys to paths."""
 

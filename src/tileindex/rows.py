@@ -98,7 +98,7 @@ def _check_values(
     north: npt.NDArray[np.float64],
     lon: npt.NDArray[np.float64],
 ) -> None:
-    """SPEC E004 (coordinates in range; first, since an area off the globe means
+    """docs/CONTRACT.md §8 E004 (coordinates in range; first, since an area off the globe means
     nothing) and E006 (area > 0), checked per run and batch."""
     bad = ~((south >= -90.0) & (north <= 90.0) & (south < north))
     if bad.any():

@@ -321,7 +321,7 @@ def cleanup_stale_staging(root: Path, older_than_s: float) -> list[Path]:
 
 
 def publish_partition(staged: Path, final: Path) -> PublishOutcome:
-    """Move a staged partition to its final path, atomically and write-once (SPEC §7).
+    """Move a staged partition to its final path, atomically and write-once (docs/CONTRACT.md §7).
 
     ``final`` absent: fsync the staged tree, one ``rename``, fsync the parent -> PUBLISHED.
     ``final`` present (or another process renamed first): IDENTICAL if file names and

@@ -1,4 +1,4 @@
-"""``tileindex validate``: check a published tile index against its inputs and the SPEC."""
+"""``tileindex validate``: check a published tile index against its inputs and the contract."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def validate(
     ISO foreign key, tile ids, centroids, bounds, areas, the run report (receipt, input
     digests, PAT budgets) and the country summaries; re-decides every country's cells
     by an independent method and SAMPLES windows with the legacy engine (every cell
-    with --full). Every finding carries its SPEC code; exits 1 if there is any.
+    with --full). Every finding carries its contract code; exits 1 if there is any.
     """
 
     def progress(message: str) -> None:

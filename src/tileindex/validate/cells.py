@@ -53,7 +53,7 @@ class CellChecks:
         lon_exp, lat_exp = axes.lon[cs], axes.lat[rs]
         off = ~(np.abs(lon - lon_exp) <= COORD_TOLERANCE_DEG)
         off |= ~(np.abs(lat - lat_exp) <= COORD_TOLERANCE_DEG)
-        self._fail("centroid", E004, on_grid & off, batch, "centroid is not the SPEC §3 one")
+        self._fail("centroid", E004, on_grid & off, batch, "centroid is not the CONTRACT §3 one")
         legal = (lon >= -180.0) & (lon <= 180.0) & (lat >= -90.0) & (lat <= 90.0)
         self._fail("centroid", E004, ~legal, batch, "centroid outside [-180, 180] x [-90, 90]")
         positive = area > 0
@@ -84,12 +84,12 @@ class CellChecks:
         off = np.zeros(bounds.num_rows, dtype=bool)
         for g, w in zip(got, want, strict=True):
             off |= ~(np.abs(g - w) <= COORD_TOLERANCE_DEG)
-        self._fail("bounds", E004, cells.on_grid & off, bounds, "bounds are not SPEC §3/§6's")
+        self._fail("bounds", E004, cells.on_grid & off, bounds, "bounds are not CONTRACT §3/§6's")
         min_lon, max_lon, min_lat, max_lat, clon, clat = got
         legal = (min_lon >= -180.0) & (min_lon < 180.0) & (max_lon > -180.0) & (max_lon <= 180.0)
         legal &= (min_lat >= -90.0) & (max_lat <= 90.0) & (min_lat < max_lat)
         legal &= (clon >= -180.0) & (clon <= 180.0) & (clat >= -90.0) & (clat <= 90.0)
-        self._fail("bounds", E004, ~legal, bounds, "bounds outside the ranges of SPEC §6")
+        self._fail("bounds", E004, ~legal, bounds, "bounds outside the ranges of CONTRACT §6")
 
     def _fail(self, name: str, code: str, bad: BoolArray, batch: pa.RecordBatch, what: str) -> None:
         """One failure per failing row, shown with the first failing row's values."""

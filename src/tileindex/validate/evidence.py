@@ -66,7 +66,7 @@ def check_report(c: Checks, target: Target) -> Report:
         code = _FIELD_CODES[key]
         c.ran(f"report field {key}", code)
         if key not in report:
-            c.fail(f"report field {key}", code, f"run report lacks '{key}' (SPEC §8)")
+            c.fail(f"report field {key}", code, f"run report lacks '{key}' (docs/CONTRACT.md §8)")
     pat_doc = report.get("pat")
     pat: Mapping[str, Any] = pat_doc if isinstance(pat_doc, dict) else {}
     for key in PAT_COUNTERS:
