@@ -246,7 +246,7 @@ def legacy_ids(axes: Axes, shape: Shape, predicate: str) -> Iterator[U64Array]:
         cols = np.unique(axes.piece_col[pk])
     if cols.size == 0 or r0 >= r1:
         return
-    runs = _runs(cols)
+    runs = _consecutive_spans(cols)
     for b0 in range(r0, r1, _FULL_CHUNK):
         b1 = min(b0 + _FULL_CHUNK, r1)
         found = []
@@ -262,7 +262,7 @@ def legacy_ids(axes: Axes, shape: Shape, predicate: str) -> Iterator[U64Array]:
             yield np.sort(np.concatenate(found))
 
 
-def _runs(values: IntArray) -> list[tuple[int, int]]:
+def _consecutive_spans(values: IntArray) -> list[tuple[int, int]]:
     """[start, stop) runs of consecutive integers of a sorted array."""
     if values.size == 0:
         return []
