@@ -531,3 +531,28 @@ def test_the_validator_finds_the_shapes_of_a_window_in_one_pass() -> None:
             and (s.bounds[:, 2] >= west).any()
         }
         assert _meeting(axes, boxes, win) == want
+
+
+def test_planning_builds_the_grid_axes_once_not_once_per_region(monkeypatch) -> None:
+    """Each region's windows need the grid's row edges and column segments; building them
+    per region made planning O(regions x grid side) (25.9 s for 2,000 regions on the
+    WorldPop grid, 0.36 s once per grid)."""
+    from tileindex import grid as grid_module
+    from tileindex.geometry import country_geometry
+    from tileindex.grid import Grid
+    from tileindex.plan import plan_countries
+
+    calls = []
+    real = Grid.column_segments
+
+    def counted(self: Grid, col_start: int, col_stop: int) -> Any:
+        calls.append((col_start, col_stop))
+        return real(self, col_start, col_stop)
+
+    monkeypatch.setattr(Grid, "column_segments", counted)
+    grid_module._whole_grid_axes.cache_clear()
+    grid = Grid.from_transform(360, 180, (1.0, 0.0, -180.0, 0.0, -1.0, 90.0))
+    geoms = {f"k{i}": country_geometry(f"k{i}", [_tiling_square(i)]) for i in range(500)}
+    units = plan_countries(grid, geoms, None)
+    assert len(units) == 500
+    assert calls == [(0, 360)]
