@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,31 +18,109 @@ from tileindex.errors import ConfigError
 CONTRACT_VERSION = "tileindex/1B.S1/1"
 
 
-TILE_INDEX_SCHEMA = pa.schema(
-    [
-        pa.field("country_iso", pa.string(), nullable=False),
-        pa.field("tile_id", pa.uint64(), nullable=False),
-        pa.field("raster_row", pa.uint32(), nullable=False),
-        pa.field("raster_col", pa.uint32(), nullable=False),
-        pa.field("centroid_lon", pa.float64(), nullable=False),
-        pa.field("centroid_lat", pa.float64(), nullable=False),
-        pa.field("pixel_area_m2", pa.float64(), nullable=False),
-        pa.field("inclusion_rule", pa.string(), nullable=False),
-    ]
+# docs/CONTRACT.md §10.1: the name of the key column, the first column of every dataset.
+# The default is the country contract of §1-§9; any other name is region mode.
+DEFAULT_KEY_COLUMN = "country_iso"
+KEY_MAX_BYTES = 128  # a region key's UTF-8 length (docs/CONTRACT.md §10.1)
+# column names a key column may not take: the datasets' other columns and the layer's
+# geometry column (the coverage dataset's fraction column included)
+_RESERVED_COLUMNS = frozenset(
+    (
+        "tile_id",
+        "raster_row",
+        "raster_col",
+        "centroid_lon",
+        "centroid_lat",
+        "pixel_area_m2",
+        "inclusion_rule",
+        "min_lon_deg",
+        "max_lon_deg",
+        "min_lat_deg",
+        "max_lat_deg",
+        "centroid_lon_deg",
+        "centroid_lat_deg",
+        "coverage_fraction",
+        "geom",
+    )
 )
 
-TILE_BOUNDS_SCHEMA = pa.schema(
-    [
-        pa.field("country_iso", pa.string(), nullable=False),
-        pa.field("tile_id", pa.uint64(), nullable=False),
-        pa.field("min_lon_deg", pa.float64(), nullable=False),
-        pa.field("max_lon_deg", pa.float64(), nullable=False),
-        pa.field("min_lat_deg", pa.float64(), nullable=False),
-        pa.field("max_lat_deg", pa.float64(), nullable=False),
-        pa.field("centroid_lon_deg", pa.float64(), nullable=False),
-        pa.field("centroid_lat_deg", pa.float64(), nullable=False),
-    ]
-)
+
+def check_key_column(name: str) -> str:
+    """``name`` if it can name the key column (docs/CONTRACT.md §10.1), else ConfigError:
+    a non-empty column name of printable characters, at most 128 UTF-8 bytes, that is not
+    the name of another published column nor of the layer's ``geom`` column."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.isprintable()
+        or len(name.encode("utf-8", "surrogatepass")) > KEY_MAX_BYTES
+    ):
+        raise ConfigError(
+            f"key column {name!r} is not a usable column name; pass the name of the layer's "
+            f"key column (printable, 1 to {KEY_MAX_BYTES} bytes), e.g. --key-column region_id"
+        )
+    if name in _RESERVED_COLUMNS:
+        raise ConfigError(
+            f"key column {name!r} is the name of another published or input column; rename "
+            "the layer's key column (e.g. to region_id) and pass that name"
+        )
+    return name
+
+
+def is_region_mode(key_column: str) -> bool:
+    """Region mode is any key column but the default (docs/CONTRACT.md §10.1)."""
+    return key_column != DEFAULT_KEY_COLUMN
+
+
+def key_sort_key(key: str) -> bytes:
+    """The order of keys: their UTF-8 bytes (docs/CONTRACT.md §6.4, §10.1). For valid
+    Unicode this is code point order, which Python's ``str`` comparison also gives; the
+    bytes are spelled out so that every sort of keys says which order it means (not a
+    locale's collation, not UTF-16 code units as in Java or JavaScript)."""
+    return key.encode("utf-8")
+
+
+def sort_keys(keys: Iterable[str]) -> list[str]:
+    """``keys`` in UTF-8 byte order (:func:`key_sort_key`)."""
+    return sorted(keys, key=key_sort_key)
+
+
+def tile_index_schema(key_column: str = DEFAULT_KEY_COLUMN) -> pa.Schema:
+    """The ``tile_index`` schema (docs/CONTRACT.md §6.2); its first column is named
+    ``key_column`` (§10.1)."""
+    return pa.schema(
+        [
+            pa.field(key_column, pa.string(), nullable=False),
+            pa.field("tile_id", pa.uint64(), nullable=False),
+            pa.field("raster_row", pa.uint32(), nullable=False),
+            pa.field("raster_col", pa.uint32(), nullable=False),
+            pa.field("centroid_lon", pa.float64(), nullable=False),
+            pa.field("centroid_lat", pa.float64(), nullable=False),
+            pa.field("pixel_area_m2", pa.float64(), nullable=False),
+            pa.field("inclusion_rule", pa.string(), nullable=False),
+        ]
+    )
+
+
+def tile_bounds_schema(key_column: str = DEFAULT_KEY_COLUMN) -> pa.Schema:
+    """The ``tile_bounds`` schema (docs/CONTRACT.md §6.3); its first column is named
+    ``key_column`` (§10.1)."""
+    return pa.schema(
+        [
+            pa.field(key_column, pa.string(), nullable=False),
+            pa.field("tile_id", pa.uint64(), nullable=False),
+            pa.field("min_lon_deg", pa.float64(), nullable=False),
+            pa.field("max_lon_deg", pa.float64(), nullable=False),
+            pa.field("min_lat_deg", pa.float64(), nullable=False),
+            pa.field("max_lat_deg", pa.float64(), nullable=False),
+            pa.field("centroid_lon_deg", pa.float64(), nullable=False),
+            pa.field("centroid_lat_deg", pa.float64(), nullable=False),
+        ]
+    )
+
+
+TILE_INDEX_SCHEMA = tile_index_schema()
+TILE_BOUNDS_SCHEMA = tile_bounds_schema()
 
 # docs/CONTRACT.md §8: what the run report, its PAT counters and each country summary hold at least
 REPORT_FIELDS = (
@@ -105,15 +183,26 @@ def check_parameter_hash(value: str) -> str:
 
 
 def parameter_hash(
-    predicate: str, digests: Mapping[str, str], grid_json: Mapping[str, object]
+    predicate: str,
+    digests: Mapping[str, str],
+    grid_json: Mapping[str, object],
+    *,
+    key_column: str = DEFAULT_KEY_COLUMN,
 ) -> str:
-    """SHA-256 of the canonical JSON of what determines the result (docs/CONTRACT.md §7)."""
-    doc = {
+    """SHA-256 of the canonical JSON of what determines the result (docs/CONTRACT.md §7).
+
+    A key column other than the default enters the document as ``"key_column"``
+    (§10.1); the default leaves the document, and so every country build's hash, as it
+    was.
+    """
+    doc: dict[str, object] = {
         "contract_version": CONTRACT_VERSION,
         "predicate": predicate,
         "ingress": dict(sorted(digests.items())),
         "grid": grid_json,
     }
+    if is_region_mode(key_column):
+        doc["key_column"] = key_column
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

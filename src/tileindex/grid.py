@@ -6,6 +6,7 @@ the writers and the validator all take cell coordinates from this module.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -239,12 +240,12 @@ class Grid:
         if b.shape[0] == 0:
             return []
         rim_x, rim_y = self.a, -self.e
-        south, north = self.lat_bounds(np.arange(self.nrows))
+        south, north, segments = _whole_grid_axes(self)
         # north and south decrease with the row index: search their negations
         r_lo = np.searchsorted(-south, -(b[:, 3] + rim_y), side="left")  # south <= maxy + rim
         r_hi = np.searchsorted(-north, -(b[:, 1] - rim_y), side="right")  # north >= miny - rim
         rects = []
-        for seg in self.column_segments(0, self.ncols):
+        for seg in segments:
             lo = np.searchsorted(seg.x1, b[:, 0] - rim_x, side="left")  # x1 >= minx - rim
             hi = np.searchsorted(seg.x0, b[:, 2] + rim_x, side="right")  # x0 <= maxx + rim
             ok = (lo < hi) & (r_lo < r_hi)
@@ -295,6 +296,16 @@ class Grid:
         for r in range(window.row_start, window.row_stop, rows):
             for c in range(window.col_start, window.col_stop, cols):
                 yield Window(r, min(r + rows, window.row_stop), c, min(c + cols, window.col_stop))
+
+
+@functools.lru_cache(maxsize=4)
+def _whole_grid_axes(grid: Grid) -> tuple[FloatArray, FloatArray, tuple[ColumnSegment, ...]]:
+    """Every row's south and north edge and the whole width's column segments, computed
+    once per grid: the planner asks for the windows of each of 10,000+ regions, and
+    rebuilding these O(nrows + ncols) arrays for each made planning O(regions x grid
+    side) (docs/CONTRACT.md §10.1). Callers must not modify them."""
+    south, north = grid.lat_bounds(np.arange(grid.nrows))
+    return south, north, tuple(grid.column_segments(0, grid.ncols))
 
 
 def _merge_rects(rects: IntArray, gap: int) -> IntArray:

@@ -34,6 +34,7 @@ from pyproj.exceptions import CRSError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from shapely.geometry.base import BaseGeometry
 
+from tileindex.contract import KEY_MAX_BYTES, is_region_mode, sort_keys
 from tileindex.errors import (
     CrsMismatchError,
     GeometryInvalidError,
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 ISO_ROLE = "ISO list"
 COUNTRY_ROLE = "country layer"
 GRID_ROLE = "grid raster"
+KEYS_ROLE = "key list"  # region mode (docs/CONTRACT.md §10.1)
+REGION_ROLE = "region layer"
 
 ISO_COLUMN = "country_iso"
 GEOM_COLUMN = "geom"
@@ -75,12 +78,15 @@ PathLike = str | os.PathLike[str]
 
 @dataclass(frozen=True)
 class IsoList:
-    """The countries to visit: unique uppercase alpha-2 codes in ASCII order."""
+    """The countries (regions) to visit: unique keys in UTF-8 byte order; in country mode
+    uppercase alpha-2 codes. In region mode without a key list, ``path`` is the layer's
+    and ``digest`` that of the derived key list (:func:`layer_key_list`)."""
 
     path: Path
     codes: tuple[str, ...]
     digest: str
     bytes_read: int
+    key_column: str = ISO_COLUMN
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +98,7 @@ class CountryLayer:
     rows: dict[str, list[BaseGeometry]]
     digest: str
     bytes_read: int
+    key_column: str = ISO_COLUMN
 
 
 @dataclass(frozen=True)
@@ -240,8 +247,12 @@ def _read_columns(
 _ISO_FIX = "the ISO list needs an uppercase alpha-2 'country_iso' column"
 
 
-def read_iso_list(path: PathLike) -> IsoList:
-    """Read the ISO list (parquet, detected by its magic bytes, or UTF-8 CSV)."""
+def read_iso_list(path: PathLike, key_column: str = ISO_COLUMN) -> IsoList:
+    """Read the ISO list (parquet, detected by its magic bytes, or UTF-8 CSV); with a
+    ``key_column`` other than ``country_iso``, the region mode's key list (column
+    ``key_column``, docs/CONTRACT.md §10.1)."""
+    if is_region_mode(key_column):
+        return _read_key_list(Path(path), key_column)
     path = Path(path)
     data = _read_all(path, ISO_ROLE)
     if data.startswith(_PARQUET_MAGIC):
@@ -254,7 +265,7 @@ def read_iso_list(path: PathLike) -> IsoList:
             "parquet or CSV file with a 'country_iso' column"
         )
     else:
-        values = _csv_column(data, path)
+        values = _csv_column(data, path, ISO_ROLE, ISO_COLUMN, _ISO_FIX)
     _check_codes(values, ISO_ROLE, path)
     codes = [str(v) for v in values]
     if not codes:
@@ -273,31 +284,31 @@ def read_iso_list(path: PathLike) -> IsoList:
     return iso
 
 
-def _csv_column(data: bytes, path: Path) -> list[object]:
-    """The ``country_iso`` values of a UTF-8 CSV (empty cell -> None, blank lines skipped)."""
+def _csv_column(data: bytes, path: Path, role: str, column: str, fix: str) -> list[object]:
+    """The ``column`` values of a UTF-8 CSV (empty cell -> None, blank lines skipped)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = None
     if text is None or "\x00" in text:
         raise InputError(
-            f"{_where(ISO_ROLE, path)}: neither parquet (no PAR1 magic bytes) nor UTF-8 CSV; "
-            "pass a parquet or CSV file with a 'country_iso' column"
+            f"{_where(role, path)}: neither parquet (no PAR1 magic bytes) nor UTF-8 CSV; "
+            f"pass a parquet or CSV file with a '{column}' column"
         )
     try:
         records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
     except csv.Error as exc:
         raise InputError(
-            f"{_where(ISO_ROLE, path)}: cannot parse CSV ({_one_line(exc)}); pass a "
-            "comma-separated file with a 'country_iso' header"
+            f"{_where(role, path)}: cannot parse CSV ({_one_line(exc)}); pass a "
+            f"comma-separated file with a '{column}' header"
         ) from exc
     header = [h.strip() for h in records[0]] if records else []
-    if ISO_COLUMN not in header:
+    if column not in header:
         raise InputError(
-            f"{_where(ISO_ROLE, path)}: column '{ISO_COLUMN}' is missing "
-            f"(found: {', '.join(header) or 'none'}); {_ISO_FIX}"
+            f"{_where(role, path)}: column '{column}' is missing "
+            f"(found: {', '.join(header) or 'none'}); {fix}"
         )
-    col = header.index(ISO_COLUMN)
+    col = header.index(column)
     return [(r[col] or None) if col < len(r) else None for r in records[1:]]
 
 
@@ -306,8 +317,20 @@ def _csv_column(data: bytes, path: Path) -> list[object]:
 _LAYER_FIX = "the country layer needs a 'country_iso' code column and a WKB 'geom' column"
 
 
-def read_country_layer(path: PathLike, iso: IsoList) -> CountryLayer:
-    """Read the GeoParquet country layer; every code must be in ``iso``."""
+def read_country_layer(
+    path: PathLike, iso: IsoList | None, key_column: str = ISO_COLUMN
+) -> CountryLayer:
+    """Read the GeoParquet country layer; every code must be in ``iso``. With a
+    ``key_column`` other than ``country_iso`` it is a region layer keyed by that column
+    (docs/CONTRACT.md §10.1), and ``iso`` (the key list) may be None: every key of the
+    layer is then listed (:func:`layer_key_list`)."""
+    if is_region_mode(key_column):
+        return _read_region_layer(Path(path), iso, key_column)
+    if iso is None:
+        raise InputError(
+            f"{_where(COUNTRY_ROLE, Path(path))}: no ISO list given; pass --iso (a key list "
+            "is optional only in region mode, --key-column NAME)"
+        )
     path = Path(path)
     data = _read_all(path, COUNTRY_ROLE)
     if not data.startswith(_PARQUET_MAGIC):
@@ -317,7 +340,7 @@ def read_country_layer(path: PathLike, iso: IsoList) -> CountryLayer:
         )
     pf = _open_parquet(data, COUNTRY_ROLE, path)
     table = _read_columns(pf, [ISO_COLUMN, GEOM_COLUMN], COUNTRY_ROLE, path, _LAYER_FIX)
-    _check_geo_metadata(pf.schema_arrow.metadata or {}, path)
+    _check_geo_metadata(pf.schema_arrow.metadata or {}, path, COUNTRY_ROLE)
     if table.num_rows == 0:
         raise InputError(
             f"{_where(COUNTRY_ROLE, path)}: the layer has no rows; pass a layer with the "
@@ -357,14 +380,14 @@ def read_country_layer(path: PathLike, iso: IsoList) -> CountryLayer:
     return layer
 
 
-def _check_geo_metadata(metadata: dict[bytes, bytes], path: Path) -> None:
+def _check_geo_metadata(metadata: dict[bytes, bytes], path: Path, role: str) -> None:
     """Check the GeoParquet ``geo`` metadata of the ``geom`` column when present.
 
     Per GeoParquet, an absent ``crs`` key means OGC:CRS84 and ``"crs": null`` means
     unknown; only EPSG:4326 / OGC:CRS84 (any axis order) is accepted.
     """
     raw = metadata.get(b"geo")
-    where = _where(COUNTRY_ROLE, path)
+    where = _where(role, path)
     if raw is None:
         logger.warning("%s: no GeoParquet 'geo' metadata; assuming EPSG:4326 lon/lat", where)
         return
@@ -431,9 +454,12 @@ def _crs_name(crs: CRS) -> str:
     return f"{crs.name!r} without an authority code (datum {datum!r})"
 
 
-def _decode_geometries(column: pa.ChunkedArray, codes: list[str], path: Path) -> list[Any]:
+def _decode_geometries(
+    column: pa.ChunkedArray, codes: list[str], path: Path, role: str = COUNTRY_ROLE
+) -> list[Any]:
     """WKB -> shapely, raising E001 for null, undecodable, non-polygonal or non-finite rows."""
-    where = _where(COUNTRY_ROLE, path)
+    where = _where(role, path)
+    what = "region" if role == REGION_ROLE else "country"
     arr = column.combine_chunks()
     if isinstance(arr, pa.ExtensionArray):
         arr = arr.storage
@@ -457,7 +483,7 @@ def _decode_geometries(column: pa.ChunkedArray, codes: list[str], path: Path) ->
         more = f" (and {idx.size - 1} more row(s))" if idx.size > 1 else ""
         why = reason if reason is not None else _wkb_reason(wkb[i])
         raise GeometryInvalidError(
-            f"{where}: country {codes[i]}, row {i + 1}: geometry {why}{more}; {fix}",
+            f"{where}: {what} {codes[i]}, row {i + 1}: geometry {why}{more}; {fix}",
             country_iso=codes[i],
         )
 
@@ -482,6 +508,190 @@ def _wkb_reason(value: object) -> str:
     except (shapely.errors.GEOSException, TypeError, ValueError) as exc:
         return f"is not valid WKB ({_one_line(exc)})"
     return "is not valid WKB"
+
+
+# -- region mode: key list and region layer (docs/CONTRACT.md §10.1) --------------------
+
+_KEY_RULE = (
+    f"every key must be a non-empty UTF-8 string of at most {KEY_MAX_BYTES} bytes without "
+    "control characters"
+)
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+_SHOWN_KEY_CHARS = 40
+
+
+def _show_key(key: str) -> str:
+    return repr(key if len(key) <= _SHOWN_KEY_CHARS else key[:_SHOWN_KEY_CHARS] + "...")
+
+
+def _key_problem(value: object) -> str | None:
+    """Why ``value`` is not a key, or None when it is one."""
+    if value is None:
+        return "the key is null"
+    if not isinstance(value, str):
+        return f"the key {value!r} is not a string"
+    if value == "":
+        return "the key is empty"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > KEY_MAX_BYTES:
+        return f"the key {_show_key(value)} is {size} UTF-8 bytes long, more than {KEY_MAX_BYTES}"
+    bad = _CONTROL_RE.search(value)
+    if bad is not None:
+        return f"the key {_show_key(value)} holds the control character U+{ord(bad.group()):04X}"
+    return None
+
+
+def _check_keys(values: Sequence[object], role: str, path: Path, column: str) -> None:
+    """Every value must be a key; the first bad row is named, with how many more."""
+    first: tuple[int, str] | None = None
+    more = 0
+    for i, value in enumerate(values):
+        problem = _key_problem(value)
+        if problem is None:
+            continue
+        if first is None:
+            first = (i, problem)
+        else:
+            more += 1
+    if first is not None:
+        i, problem = first
+        others = f" (and {more} more bad row(s))" if more else ""
+        raise InputError(
+            f"{_where(role, path)}: column '{column}', row {i + 1}: {problem}{others}; {_KEY_RULE}"
+        )
+
+
+def _key_column_values(table: pa.Table, role: str, path: Path, column: str) -> list[object]:
+    """The key column as Python values; a column that is not of strings is bad input."""
+    arr = table.column(column)
+    value_type = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
+    if not (
+        pa.types.is_string(value_type)
+        or pa.types.is_large_string(value_type)
+        or pa.types.is_string_view(value_type)
+    ):
+        raise InputError(
+            f"{_where(role, path)}: key column '{column}' has type {arr.type}, not string; "
+            "write the keys as strings (e.g. an integer id as its decimal text)"
+        )
+    try:
+        return list(arr.to_pylist())
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{_where(role, path)}: key column '{column}' holds bytes that are not UTF-8 "
+            f"({_one_line(exc)}); {_KEY_RULE}"
+        ) from exc
+
+
+def _read_key_list(path: Path, column: str) -> IsoList:
+    """The region mode's key list: parquet or UTF-8 CSV with a column ``column``."""
+    fix = f"the key list needs a string column '{column}' (the --key-column) with one key a row"
+    data = _read_all(path, KEYS_ROLE)
+    if data.startswith(_PARQUET_MAGIC):
+        pf = _open_parquet(data, KEYS_ROLE, path)
+        table = _read_columns(pf, [column], KEYS_ROLE, path, fix)
+        values = _key_column_values(table, KEYS_ROLE, path, column)
+    elif path.suffix.lower() in _PARQUET_SUFFIXES:
+        raise InputError(
+            f"{_where(KEYS_ROLE, path)}: not a parquet file (no PAR1 magic bytes); pass a "
+            f"parquet or CSV file with a '{column}' column"
+        )
+    else:
+        values = _csv_column(data, path, KEYS_ROLE, column, fix)
+    _check_keys(values, KEYS_ROLE, path, column)
+    if not values:
+        raise InputError(
+            f"{_where(KEYS_ROLE, path)}: the list is empty; list at least one key in column "
+            f"'{column}' (or omit --keys to visit every key of the layer)"
+        )
+    first_row: dict[object, int] = {}
+    for i, key in enumerate(values):
+        seen = first_row.setdefault(key, i)
+        if seen != i:
+            raise InputError(
+                f"{_where(KEYS_ROLE, path)}: column '{column}': the key {_show_key(str(key))} "
+                f"is listed twice, at rows {seen + 1} and {i + 1}; list each key once"
+            )
+    keys = IsoList(
+        path=path,
+        codes=tuple(sort_keys(str(v) for v in values)),
+        digest=_sha256(data),
+        bytes_read=len(data),
+        key_column=column,
+    )
+    logger.info("%s: %d keys, sha256 %s", _where(KEYS_ROLE, path), len(keys.codes), keys.digest)
+    return keys
+
+
+def _read_region_layer(path: Path, keys: IsoList | None, column: str) -> CountryLayer:
+    """A GeoParquet region layer keyed by ``column``; every key must be in ``keys`` when
+    a key list is given (E005)."""
+    fix = (
+        f"the region layer needs the key column '{column}' (pass the layer's key column as "
+        "--key-column) and a WKB 'geom' column"
+    )
+    data = _read_all(path, REGION_ROLE)
+    if not data.startswith(_PARQUET_MAGIC):
+        raise InputError(
+            f"{_where(REGION_ROLE, path)}: not a parquet file (no PAR1 magic bytes); pass a "
+            f"GeoParquet file with columns '{column}' and 'geom'"
+        )
+    pf = _open_parquet(data, REGION_ROLE, path)
+    table = _read_columns(pf, [column, GEOM_COLUMN], REGION_ROLE, path, fix)
+    _check_geo_metadata(pf.schema_arrow.metadata or {}, path, REGION_ROLE)
+    if table.num_rows == 0:
+        raise InputError(
+            f"{_where(REGION_ROLE, path)}: the layer has no rows; pass a layer with the "
+            "region polygons"
+        )
+    values = _key_column_values(table, REGION_ROLE, path, column)
+    _check_keys(values, REGION_ROLE, path, column)
+    codes = [str(v) for v in values]
+    if keys is not None:
+        known = frozenset(keys.codes)
+        foreign = [i for i, k in enumerate(codes) if k not in known]
+        if foreign:
+            i = foreign[0]
+            others = len({codes[j] for j in foreign}) - 1
+            more = f" (and {others} more key(s) not listed)" if others else ""
+            raise IsoForeignKeyError(
+                f"{_where(REGION_ROLE, path)}: row {i + 1}: the key {_show_key(codes[i])} is "
+                f"not in the key list {keys.path}{more}; add it to the key list or drop "
+                "those rows from the layer",
+                country_iso=codes[i],
+            )
+    geoms = _decode_geometries(table.column(GEOM_COLUMN), codes, path, REGION_ROLE)
+    by_code: dict[str, list[BaseGeometry]] = {}
+    for code, geom in zip(codes, geoms, strict=True):
+        by_code.setdefault(code, []).append(geom)
+    rows = {code: by_code[code] for code in sort_keys(by_code)}
+    layer = CountryLayer(
+        path=path, rows=rows, digest=_sha256(data), bytes_read=len(data), key_column=column
+    )
+    logger.info(
+        "%s: %d rows for %d keys, sha256 %s",
+        _where(REGION_ROLE, path),
+        len(codes),
+        len(rows),
+        layer.digest,
+    )
+    return layer
+
+
+def layer_key_list(layer: CountryLayer) -> IsoList:
+    """The key list of a region layer read without one: its distinct keys, in UTF-8 byte
+    order. Its digest is the SHA-256 of the keys as UTF-8 lines (each followed by
+    ``\\n``; keys hold no control characters, so the lines are unambiguous), which is
+    what ``ingress_versions.iso`` records then (docs/CONTRACT.md §10.1)."""
+    codes = tuple(layer.rows)
+    blob = b"".join(code.encode("utf-8") + b"\n" for code in codes)
+    return IsoList(
+        path=layer.path,
+        codes=codes,
+        digest=_sha256(blob),
+        bytes_read=0,
+        key_column=layer.key_column,
+    )
 
 
 # -- grid raster ------------------------------------------------------------------------
@@ -693,6 +903,7 @@ __all__ = [
     "CountryLayer",
     "GridInput",
     "IsoList",
+    "layer_key_list",
     "read_country_layer",
     "read_grid",
     "read_iso_list",

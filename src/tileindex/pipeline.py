@@ -24,9 +24,12 @@ from shapely.geometry.base import BaseGeometry
 
 from tileindex.cache import MaskCache
 from tileindex.contract import (
+    DEFAULT_KEY_COLUMN,
     DatasetDictionary,
+    check_key_column,
     check_parameter_hash,
     determinism_receipt,
+    is_region_mode,
 )
 from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
@@ -36,7 +39,7 @@ from tileindex.executors import ExecutorSpec, Job, TaskRunner
 from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
 from tileindex.grid import Grid, MaskCounts, Runs
-from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.inputs import layer_key_list, read_country_layer, read_grid, read_iso_list
 from tileindex.layout import DATASETS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
 from tileindex.metrics import RunMetrics
 from tileindex.plan import WorkUnit, execution_order, plan_countries, plan_parts
@@ -116,14 +119,16 @@ class _Options:
     cache_dir: str | None
     rows_per_row_group: int
     row_groups_per_file: int
+    key_column: str = DEFAULT_KEY_COLUMN
 
 
 def build(
-    iso: str | Path,
+    iso: str | Path | None,
     countries: str | Path,
     raster: str | Path,
     out: str | Path,
     *,
+    key_column: str = DEFAULT_KEY_COLUMN,
     predicate: str = "center",
     engine: str = "fast",
     chunk_size: int | str = DEFAULT_CHUNK_SIZE,
@@ -159,7 +164,14 @@ def build(
     iso, countries, raster
         The three sealed inputs (docs/CONTRACT.md §2): the ISO 3166 list (parquet or
         CSV, column ``country_iso``), the country polygons (GeoParquet, EPSG:4326) and
-        the raster that defines the grid.
+        the raster that defines the grid. In region mode (``key_column``) ``countries``
+        is the region layer and ``iso`` the key list, which may be ``None``: every key
+        of the layer is then visited.
+    key_column
+        The layer's key column and the name of the output's first column
+        (docs/CONTRACT.md §10.1). ``"country_iso"`` (default) is the country contract;
+        any other name is region mode: keys are any non-empty UTF-8 strings of at most
+        128 bytes without control characters, ordered by their UTF-8 bytes.
     out
         The output root; datasets, reports and the event log are written below it at
         the dataset dictionary's paths.
@@ -221,6 +233,13 @@ def build(
     meter = ResourceMeter()
     started = datetime.now(UTC)
     tele = telemetry or NullTelemetry()
+    check_key_column(key_column)
+    region_mode = is_region_mode(key_column)
+    if iso is None and not region_mode:
+        raise ConfigError(
+            "no ISO list given; pass the ISO list (--iso), or a key column other than "
+            "country_iso (--key-column NAME) for a region layer"
+        )
     check_predicate(predicate)
     get_engine(engine)
     fixed_chunk = _chunk_option(chunk_size)
@@ -240,18 +259,25 @@ def build(
         str(cache_dir) if cache_dir is not None else None,
         rows_per_row_group,
         row_groups_per_file,
+        key_column,
     )
 
     phash = parameter_hash
     try:
-        iso_list = read_iso_list(iso)
-        layer = read_country_layer(countries, iso_list)
+        if iso is None:  # region mode without a key list: the layer's keys are the list
+            layer = read_country_layer(countries, None, key_column)
+            iso_list = layer_key_list(layer)
+        else:
+            iso_list = read_iso_list(iso, key_column)
+            layer = read_country_layer(countries, iso_list, key_column)
         grid_in = read_grid(raster)
         grid = grid_in.grid
         digests = ingress_versions(
             iso=iso_list.digest, countries=layer.digest, raster=grid_in.digest
         )
-        phash = phash or derive_parameter_hash(predicate, digests, grid.to_json())
+        phash = phash or derive_parameter_hash(
+            predicate, digests, grid.to_json(), key_column=key_column
+        )
         paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
         # what the evidence records: paths relative to the output root, never the root
         relative = {key: paths_dict.relative(key, phash) for key in paths_dict.templates}
@@ -346,7 +372,9 @@ def _run(
             summaries = []
             for code in codes:  # countries without units are done only now
                 if code not in by_code:
-                    by_code[code] = _summary(code, [], grid, geometries[code] is not None)
+                    by_code[code] = _summary(
+                        code, [], grid, geometries[code] is not None, options.key_column
+                    )
                     tele.on_country_done(by_code[code])
                 summaries.append(by_code[code])
             runs = _run_table(codes, units, results)
@@ -384,6 +412,7 @@ def _run(
             finished_at=rfc3339_utc(),
             outputs=dict(relative),
             grid_transform=grid.transform,
+            key_column=options.key_column,
         )
         # tile_bounds first: tile_index (whose receipt is the run's identity) lands last
         outcome_bounds, outcome_index = publish_partitions(
@@ -479,7 +508,7 @@ def _mask_all(
         done.setdefault(code, []).append(res)
         left[code] -= 1
         if left[code] == 0:
-            summaries[code] = _summary(code, done.pop(code), grid, True)
+            summaries[code] = _summary(code, done.pop(code), grid, True, options.key_column)
             tele.on_country_done(summaries[code])
 
     results = runner.run(jobs, on_result)
@@ -487,7 +516,7 @@ def _mask_all(
 
 
 def _summary(
-    code: str, results: Sequence[UnitResult], grid: Grid, has_geometry: bool
+    code: str, results: Sequence[UnitResult], grid: Grid, has_geometry: bool, key_column: str
 ) -> CountrySummary:
     ordered = sorted(results, key=lambda r: r.unit_id)
     return country_summary(
@@ -496,6 +525,7 @@ def _summary(
         sum((r.counts for r in ordered), MaskCounts()),
         grid,
         has_geometry=has_geometry,
+        key_column=key_column,
     )
 
 
@@ -534,6 +564,7 @@ def _encode_all(
                 stage,
                 options.rows_per_row_group,
                 options.row_groups_per_file,
+                options.key_column,
             ),
             f"part {task.part_index} (rows {task.row_start}-{task.row_stop})",
         )

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
+from tileindex.contract import sort_keys
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import Grid, Window
 
@@ -75,10 +76,11 @@ def plan_units(
     unit_cells: int = DEFAULT_UNIT_CELLS,
 ) -> list[WorkUnit]:
     """Split every country's windows into row blocks (a multiple of the chunk height, at
-    least one chunk) of about ``unit_cells`` cells. Countries in ASCII order of code.
-    ``chunks`` is a fixed chunk side or a chunk shape per country."""
+    least one chunk) of about ``unit_cells`` cells. Countries in the order of their keys'
+    UTF-8 bytes (docs/CONTRACT.md §6.4, §10.1; ASCII order for ISO codes), which is the
+    output's. ``chunks`` is a fixed chunk side or a chunk shape per country."""
     units: list[WorkUnit] = []
-    for code in sorted(windows_by_code):
+    for code in sort_keys(windows_by_code):
         windows = list(windows_by_code[code])
         if not windows:
             continue

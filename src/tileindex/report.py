@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tileindex.contract import CONTRACT_VERSION
+from tileindex.contract import CONTRACT_VERSION, DEFAULT_KEY_COLUMN
 from tileindex.fsio import write_atomic
 from tileindex.grid import Grid, MaskCounts, Runs
 
@@ -47,7 +47,9 @@ def _jsonable(obj: Any) -> Any:
 @dataclass(frozen=True)
 class CountrySummary:
     """What one country's visit saw (docs/CONTRACT.md §8); tile ids are None when nothing is
-    included."""
+    included. In region mode ``country_iso`` holds the region's key, and the summary line
+    names that field ``key_column`` (docs/CONTRACT.md §10.1), like the datasets' first
+    column."""
 
     country_iso: str
     cells_visited: int
@@ -57,16 +59,22 @@ class CountrySummary:
     tile_id_min: int | None
     tile_id_max: int | None
     notes: tuple[str, ...] = ()
+    key_column: str = DEFAULT_KEY_COLUMN
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["key_column"]
         out["notes"] = list(self.notes)
+        if self.key_column != DEFAULT_KEY_COLUMN:  # the key field first, under its name
+            out = {self.key_column: out.pop("country_iso"), **out}
         return out
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> CountrySummary:
+    def from_json(
+        cls, doc: Mapping[str, Any], key_column: str = DEFAULT_KEY_COLUMN
+    ) -> CountrySummary:
         return cls(
-            country_iso=doc["country_iso"],
+            country_iso=doc[key_column],
             cells_visited=doc["cells_visited"],
             cells_included=doc["cells_included"],
             cells_excluded_outside=doc["cells_excluded_outside"],
@@ -74,11 +82,18 @@ class CountrySummary:
             tile_id_min=doc["tile_id_min"],
             tile_id_max=doc["tile_id_max"],
             notes=tuple(doc.get("notes", ())),
+            key_column=key_column,
         )
 
 
 def country_summary(
-    code: str, runs: Sequence[Runs], counts: MaskCounts, grid: Grid, *, has_geometry: bool
+    code: str,
+    runs: Sequence[Runs],
+    counts: MaskCounts,
+    grid: Grid,
+    *,
+    has_geometry: bool,
+    key_column: str = DEFAULT_KEY_COLUMN,
 ) -> CountrySummary:
     """The summary of ``code`` from its units' runs (in unit order, so the first run is
     the country's lowest tile id and the last its highest) and their summed counts."""
@@ -98,6 +113,7 @@ def country_summary(
         tile_id_min=int(grid.tile_id(first.row[0], first.col0[0])) if first else None,
         tile_id_max=int(grid.tile_id(last.row[-1], last.col1[-1] - 1)) if last else None,
         notes=notes,
+        key_column=key_column,
     )
 
 
@@ -152,6 +168,7 @@ class RunReport:
     outputs: Mapping[str, str] = field(default_factory=dict)
     grid_transform: tuple[float, ...] = ()
     contract_version: str = CONTRACT_VERSION
+    key_column: str = DEFAULT_KEY_COLUMN  # docs/CONTRACT.md §10.1
 
     def __post_init__(self) -> None:
         if sorted(self.ingress_versions) != sorted(INGRESS_KEYS):
@@ -186,6 +203,7 @@ class RunReport:
             "finished_at": self.finished_at,
             "outputs": dict(self.outputs),
             "grid_transform": list(self.grid_transform),
+            "key_column": self.key_column,
         }
 
     @classmethod
@@ -205,6 +223,7 @@ class RunReport:
             outputs=dict(doc.get("outputs", {})),
             grid_transform=tuple(doc.get("grid_transform", ())),
             contract_version=doc.get("contract_version", CONTRACT_VERSION),
+            key_column=doc.get("key_column", DEFAULT_KEY_COLUMN),
         )
 
 

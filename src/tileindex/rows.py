@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
+from tileindex.contract import DEFAULT_KEY_COLUMN, tile_bounds_schema, tile_index_schema
 from tileindex.errors import (
     AreaNonPositiveError,
     BoundsError,
@@ -22,10 +22,17 @@ DEFAULT_MAX_ROWS = 1 << 20
 
 
 def iter_batches(
-    grid: Grid, iso: str, predicate: str, runs: Runs, max_rows: int = DEFAULT_MAX_ROWS
+    grid: Grid,
+    iso: str,
+    predicate: str,
+    runs: Runs,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    *,
+    key_column: str = DEFAULT_KEY_COLUMN,
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
     """Expand one country's runs into cells and yield ``(tile_index, tile_bounds)`` batch
-    pairs.
+    pairs; their first column, holding ``iso``, is named ``key_column``
+    (docs/CONTRACT.md §10.1).
 
     The runs must lie on the grid, in tile_id order and disjoint (what
     :func:`check_runs` checks; a build checks its whole run table once). Each pair holds
@@ -39,9 +46,10 @@ def iter_batches(
     runs = runs.take(runs.col1 > runs.col0)  # an empty run holds no cell
     ends = np.cumsum(runs.col1 - runs.col0)  # cell position (in the whole stream) after each run
     total = int(ends[-1]) if ends.size else 0
+    schemas = (tile_index_schema(key_column), tile_bounds_schema(key_column))
     for start in range(0, total, max_rows):
         stop = min(start + max_rows, total)
-        yield _build(grid, iso, predicate, runs.row, runs.col0, ends, start, stop)
+        yield _build(grid, iso, predicate, runs.row, runs.col0, ends, start, stop, schemas)
 
 
 def check_runs(grid: Grid, runs: Runs, codes: Sequence[str]) -> None:
@@ -130,6 +138,7 @@ def _build(
     ends: npt.NDArray[np.int64],
     start: int,
     stop: int,
+    schemas: tuple[pa.Schema, pa.Schema],
 ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
     """The cells at stream positions [start, stop) as one batch pair."""
     n = stop - start
@@ -177,7 +186,7 @@ def _build(
             pa.array(area, pa.float64()),
             pa.repeat(pa.scalar(predicate, pa.string()), n),
         ],
-        schema=TILE_INDEX_SCHEMA,
+        schema=schemas[0],
     )
     bounds = pa.RecordBatch.from_arrays(
         [
@@ -190,7 +199,7 @@ def _build(
             lon_arr,
             lat_arr,
         ],
-        schema=TILE_BOUNDS_SCHEMA,
+        schema=schemas[1],
     )
     return index, bounds
 

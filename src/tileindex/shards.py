@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tileindex.contract import TILE_BOUNDS_SCHEMA, TILE_INDEX_SCHEMA
+from tileindex.contract import DEFAULT_KEY_COLUMN, tile_bounds_schema, tile_index_schema
 from tileindex.errors import ImmutablePartitionError
 from tileindex.fsio import fsync_dir, fsync_file, fsync_tree, iter_tree, make_dirs
 from tileindex.layout import DATASETS, MAX_PARTS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
@@ -25,7 +25,7 @@ from tileindex.layout import DATASETS, MAX_PARTS, ROW_GROUPS_PER_FILE, ROWS_PER_
 log = logging.getLogger(__name__)
 
 STAGING_DIRNAME = ".tileindex-staging"
-_SCHEMAS = {"tile_index": TILE_INDEX_SCHEMA, "tile_bounds": TILE_BOUNDS_SCHEMA}
+_SCHEMAS = {"tile_index": tile_index_schema, "tile_bounds": tile_bounds_schema}
 _MAX_ROW_GROUP = 64 * 1024 * 1024  # parquet-cpp splits longer row groups on its own
 
 # Every writer option is pinned here, none left to library defaults, so that the bytes
@@ -86,6 +86,16 @@ PARQUET_OPTIONS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
+def parquet_options(name: str, key_column: str = DEFAULT_KEY_COLUMN) -> dict[str, Any]:
+    """:data:`PARQUET_OPTIONS` of dataset ``name`` with the key column named
+    ``key_column`` (docs/CONTRACT.md §10.1): the same settings, whatever its name."""
+    options = dict(PARQUET_OPTIONS[name])
+    options["use_dictionary"] = [
+        key_column if col == DEFAULT_KEY_COLUMN else col for col in options["use_dictionary"]
+    ]
+    return options
+
+
 class PublishOutcome(enum.StrEnum):
     PUBLISHED = "published"
     IDENTICAL = "identical"
@@ -101,10 +111,17 @@ class _PartWriter:
     batch alive until the row group is flushed).
     """
 
-    def __init__(self, folder: Path, name: str, rows_per_row_group: int, per_file: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        rows_per_row_group: int,
+        per_file: int,
+        key_column: str = DEFAULT_KEY_COLUMN,
+    ) -> None:
         self.folder = folder
-        self.schema = _SCHEMAS[name]
-        self.options = PARQUET_OPTIONS[name]
+        self.schema = _SCHEMAS[name](key_column)
+        self.options = parquet_options(name, key_column)
         self.rpg = rows_per_row_group
         self.per_file = per_file
         self.pending: list[pa.RecordBatch] = []
@@ -185,6 +202,7 @@ class DatasetWriter:
     Files: ``<staging>/tile_index/part-00000.parquet``, ... and the same under
     ``tile_bounds/``. On a clean exit every file and folder is fsynced; on an error the
     open files are closed and the staging folder is left for the caller to discard.
+    The first column of both is named ``key_column`` (docs/CONTRACT.md §10.1).
     """
 
     def __init__(
@@ -192,6 +210,7 @@ class DatasetWriter:
         staging_root: Path,
         rows_per_row_group: int = ROWS_PER_ROW_GROUP,
         row_groups_per_file: int = ROW_GROUPS_PER_FILE,
+        key_column: str = DEFAULT_KEY_COLUMN,
     ) -> None:
         if not (1 <= rows_per_row_group <= _MAX_ROW_GROUP and row_groups_per_file >= 1):
             raise ValueError(
@@ -201,11 +220,14 @@ class DatasetWriter:
         self.staging_root = Path(staging_root)
         self.rows_per_row_group = rows_per_row_group
         self.row_groups_per_file = row_groups_per_file
+        self.key_column = key_column
         self._parts: dict[str, _PartWriter] = {}
         for name in DATASETS:
             folder = self.staging_root / name
             folder.mkdir(parents=True, exist_ok=False)
-            self._parts[name] = _PartWriter(folder, name, rows_per_row_group, row_groups_per_file)
+            self._parts[name] = _PartWriter(
+                folder, name, rows_per_row_group, row_groups_per_file, key_column
+            )
         self._closed = False
 
     def __enter__(self) -> DatasetWriter:
@@ -229,7 +251,7 @@ class DatasetWriter:
     def write(self, index_batch: pa.RecordBatch, bounds_batch: pa.RecordBatch) -> None:
         if self._closed:
             raise ValueError("DatasetWriter is closed")
-        _check_pair(index_batch, bounds_batch)
+        _check_pair(index_batch, bounds_batch, self.key_column)
         if index_batch.num_rows == 0:
             return
         self._parts["tile_index"].push(index_batch)
@@ -264,10 +286,10 @@ class DatasetWriter:
         return sum(p.stat().st_size for paths in self.files.values() for p in paths)
 
 
-def _check_pair(index: pa.RecordBatch, bounds: pa.RecordBatch) -> None:
-    if not index.schema.equals(TILE_INDEX_SCHEMA):
+def _check_pair(index: pa.RecordBatch, bounds: pa.RecordBatch, key_column: str) -> None:
+    if not index.schema.equals(tile_index_schema(key_column)):
         raise ValueError(f"tile_index batch has schema {index.schema}, not TILE_INDEX_SCHEMA")
-    if not bounds.schema.equals(TILE_BOUNDS_SCHEMA):
+    if not bounds.schema.equals(tile_bounds_schema(key_column)):
         raise ValueError(f"tile_bounds batch has schema {bounds.schema}, not TILE_BOUNDS_SCHEMA")
     if index.num_rows != bounds.num_rows or not (
         index.column(0).equals(bounds.column(0)) and index.column(1).equals(bounds.column(1))
@@ -445,6 +467,7 @@ __all__ = [
     "PublishOutcome",
     "cleanup_stale_staging",
     "discard_staging",
+    "parquet_options",
     "publish_partition",
     "publish_partitions",
     "staging_dir",

@@ -17,6 +17,7 @@ import numpy as np
 
 from tileindex import faults, kernel, legacy
 from tileindex.cache import MaskCache, unit_key
+from tileindex.contract import DEFAULT_KEY_COLUMN
 from tileindex.errors import ConfigError
 from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry
@@ -135,10 +136,11 @@ def encode_part(
     staging: Path,
     rows_per_row_group: int,
     row_groups_per_file: int,
+    key_column: str = DEFAULT_KEY_COLUMN,
     attempt: int = 1,
 ) -> PartResult:
     """Expand the runs of one part's rows (``runs.country`` indexes ``codes``) and write
-    that part of both datasets.
+    that part of both datasets, whose first column is named ``key_column``.
 
     A part file's bytes depend only on its rows and the writer settings, so writing
     each part on its own gives the bytes one streaming writer would write.
@@ -148,13 +150,14 @@ def encode_part(
     scratch = staging / "tasks" / f"{task.part_index:05d}"
     if scratch.exists():  # left by an earlier attempt of this task
         shutil.rmtree(scratch)
-    with DatasetWriter(scratch, rows_per_row_group, row_groups_per_file) as writer:
+    with DatasetWriter(scratch, rows_per_row_group, row_groups_per_file, key_column) as writer:
         bounds = np.flatnonzero(np.diff(runs.country)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(runs)], strict=True):
             if hi <= lo:
                 continue
             iso = codes[int(runs.country[lo])]
-            for pair in iter_batches(grid, iso, predicate, runs.take(slice(lo, hi))):
+            part = runs.take(slice(lo, hi))
+            for pair in iter_batches(grid, iso, predicate, part, key_column=key_column):
                 writer.write(*pair)
     size = 0
     digests = {}

@@ -10,7 +10,7 @@ from tileindex.cache import default_cache_dir
 from tileindex.cli.errors import clean_errors
 from tileindex.cli.options import (
     dictionary_option,
-    input_options,
+    layer_input_options,
     metrics_out_option,
     out_written_option,
     parameter_hash_option,
@@ -28,7 +28,7 @@ from tileindex.pipeline import build as run_build
 
 
 @click.command(name="build")
-@input_options
+@layer_input_options
 @out_written_option("the output root; datasets, reports and the event log go below it.")
 @predicate_option()
 @click.option(
@@ -77,7 +77,8 @@ from tileindex.pipeline import build as run_build
 @metrics_out_option
 @quiet_option
 def build(
-    iso: Path,
+    key_column: str,
+    iso: Path | None,
     countries: Path,
     raster: Path,
     out: Path,
@@ -99,6 +100,8 @@ def build(
     Every grid cell that belongs to a country under the predicate becomes a row of
     tile_index and tile_bounds, sorted by (country_iso, tile_id), published atomically
     under OUT with a run report, per-country summaries and a determinism receipt.
+    With --key-column NAME the layer (--regions) is any region layer keyed by NAME,
+    the key list (--keys) is optional, and the output's first column is NAME.
     Publishing the same result again is a no-op; a different result at the same
     parameter hash is refused (E010).
     """
@@ -108,6 +111,7 @@ def build(
             countries,
             raster,
             out,
+            key_column=key_column,
             predicate=predicate,
             engine=engine,
             chunk_size=chunk_size,

@@ -12,6 +12,12 @@ of each command says which (``Written:`` or ``Read:``).
                       root, preview map).
 --iso FILE            read: the ISO 3166 list (parquet or CSV, column country_iso).
 --countries FILE      read: the country polygons (GeoParquet, EPSG:4326).
+--regions FILE        read: build, validate: an alias of --countries, for a region layer.
+--key-column NAME     build, validate: the layer's key column, the name of the output's
+                      first column (default country_iso; another name is region mode,
+                      docs/CONTRACT.md §10.1).
+--keys FILE           read: build, validate: region mode's key list (parquet or CSV,
+                      column NAME); optional, in place of --iso.
 --raster FILE         read: the raster that defines the grid (docs/CONTRACT.md §2).
 --parameter-hash HEX  64 lowercase hex (docs/CONTRACT.md §7). build: the identity to
                       publish under instead of the derived one; validate, preview: the
@@ -36,12 +42,14 @@ like any error the library raises (:func:`tileindex.cli.errors.report_error`): o
 with its code and an ``S1_ERROR`` event on stderr (docs/CONTRACT.md §8), exit status 1.
 Other values the library checks (``--workers``, ``--chunk-size``, ``--resolution``)
 are passed through and refused by it the same way. A malformed command line (a missing
-or unknown option, a value of the wrong shape such as ``--bbox 1,2,3``) is a click
-usage error, exit status 2.
+or unknown option, a value of the wrong shape such as ``--bbox 1,2,3``, an option that
+does not apply in the mode asked for, such as ``--iso`` with ``--key-column NAME``) is a
+click usage error, exit status 2.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +57,12 @@ from typing import Any
 import click
 
 from tileindex.cli.errors import report_error
-from tileindex.contract import check_parameter_hash
+from tileindex.contract import (
+    DEFAULT_KEY_COLUMN,
+    check_key_column,
+    check_parameter_hash,
+    is_region_mode,
+)
 from tileindex.errors import InclusionRuleError, TileIndexError
 from tileindex.predicates import PREDICATES, check_predicate
 from tileindex.prepare import WORLDPOP_ARCSEC
@@ -62,6 +75,7 @@ __all__ = [
     "dictionary_option",
     "input_options",
     "json_option",
+    "layer_input_options",
     "metrics_out_option",
     "out_read_option",
     "out_written_option",
@@ -176,28 +190,144 @@ def out_read_option(dest: str = "out") -> Decorator:
     )
 
 
-input_options = _stack(
-    click.option(
+def _iso_option(required: bool) -> Decorator:
+    return click.option(
         "--iso",
         "iso",
         type=_INPUT_FILE,
-        required=True,
-        help="Read: ISO 3166 list (parquet or CSV, column country_iso).",
-    ),
-    click.option(
+        required=required,
+        default=None,
+        help="Read: ISO 3166 list (parquet or CSV, column country_iso)."
+        + ("" if required else " Country mode only (required there)."),
+    )
+
+
+def _countries_option(required: bool) -> Decorator:
+    return click.option(
         "--countries",
         type=_INPUT_FILE,
-        required=True,
-        help="Read: country polygons (GeoParquet, EPSG:4326, columns country_iso, geom).",
-    ),
-    click.option(
+        required=required,
+        default=None,
+        help="Read: country polygons (GeoParquet, EPSG:4326, columns country_iso, geom)"
+        + ("." if required else "; with --key-column NAME, columns NAME, geom."),
+    )
+
+
+def _raster_option(required: bool) -> Decorator:
+    return click.option(
         "--raster",
         type=_INPUT_FILE,
-        required=True,
+        required=required,
+        default=None,
         help="Read: raster that defines the grid (any GDAL raster, EPSG:4326, north-up).",
-    ),
+    )
+
+
+input_options = _stack(_iso_option(True), _countries_option(True), _raster_option(True))
+"""The three sealed inputs of the country contract, as the commands that read only
+countries (parity) name them."""
+
+_key_column_option = click.option(
+    "--key-column",
+    type=ContractValue("NAME", check_key_column),
+    default=DEFAULT_KEY_COLUMN,
+    show_default=True,
+    metavar="NAME",
+    help="The layer's key column, and the name of the output's first column. Any name but "
+    "country_iso is region mode: keys are any UTF-8 strings (1-128 bytes, no control "
+    "characters), sorted by their bytes; the layer is --regions (or --countries) and the "
+    "key list --keys (optional).",
 )
-"""The three sealed inputs, as every command that reads them names them."""
+_keys_option = click.option(
+    "--keys",
+    type=_INPUT_FILE,
+    default=None,
+    metavar="FILE",
+    help="Read: region mode's key list (parquet or CSV, column NAME of --key-column): the "
+    "regions to visit and the only keys the output may carry (default: every key of the "
+    "layer).",
+)
+_regions_option = click.option(
+    "--regions",
+    type=_INPUT_FILE,
+    default=None,
+    metavar="FILE",
+    help="Read: the region layer (GeoParquet, EPSG:4326, columns NAME and geom); an alias "
+    "of --countries.",
+)
+
+
+def resolve_layer_inputs(
+    key_column: str,
+    iso: Path | None,
+    keys: Path | None,
+    countries: Path | None,
+    regions: Path | None,
+    raster: Path | None,
+) -> tuple[Path | None, Path, Path]:
+    """The key list (the ISO list in country mode; in region mode the key list or None),
+    the layer and the raster, from the options given; a missing input or a combination
+    that does not apply is a usage error (docs/CONTRACT.md §10.1)."""
+    if countries is not None and regions is not None:
+        raise click.UsageError("--countries and --regions name the same input; pass the layer once")
+    if not is_region_mode(key_column) and iso is None and keys is None:
+        raise click.UsageError(
+            "Missing option '--iso' (the ISO list; region mode, --key-column NAME, takes "
+            "an optional --keys instead)."
+        )
+    layer = countries if countries is not None else regions
+    if layer is None:
+        raise click.UsageError("Missing option '--countries' (or its alias '--regions').")
+    if raster is None:
+        raise click.UsageError("Missing option '--raster'.")
+    if is_region_mode(key_column):
+        if iso is not None:
+            raise click.UsageError(
+                f"--iso does not apply in region mode (--key-column {key_column}); pass the "
+                "key list as --keys, or omit it to visit every key of the layer"
+            )
+        return keys, layer, raster
+    if keys is not None:
+        raise click.UsageError(
+            "--keys is region mode's key list (with --key-column NAME other than "
+            "country_iso); in country mode pass the ISO list as --iso"
+        )
+    if iso is None:
+        raise click.UsageError(
+            "Missing option '--iso' (the ISO list; region mode, --key-column NAME, takes "
+            "an optional --keys instead)."
+        )
+    return iso, layer, raster
+
+
+def layer_input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The sealed inputs of a command that reads any layer (build, validate):
+    ``--key-column``, ``--iso``/``--keys``, ``--countries``/``--regions``, ``--raster``.
+    The command receives ``key_column``, ``iso`` (the ISO list, or region mode's key list
+    or None), ``countries`` (the layer) and ``raster``."""
+
+    @functools.wraps(fn)
+    def resolved(
+        *args: Any,
+        key_column: str,
+        iso: Path | None,
+        keys: Path | None,
+        countries: Path | None,
+        regions: Path | None,
+        raster: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        iso, layer, raster = resolve_layer_inputs(key_column, iso, keys, countries, regions, raster)
+        return fn(*args, key_column=key_column, iso=iso, countries=layer, raster=raster, **kwargs)
+
+    return _stack(
+        _key_column_option,
+        _iso_option(False),
+        _keys_option,
+        _countries_option(False),
+        _regions_option,
+        _raster_option(False),
+    )(resolved)
 
 
 def parameter_hash_option(help: str) -> Decorator:

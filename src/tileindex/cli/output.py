@@ -19,7 +19,8 @@ def print_build_summary(result: BuildResult) -> None:
     verb = "published" if result.outcome == "published" else "already published (identical, no-op)"
     table.add_row("outcome", verb)
     table.add_row("parameter_hash", result.parameter_hash)
-    table.add_row("countries", f"{result.countries_total} ({result.countries_with_rows} with rows)")
+    visited = "countries" if result.report.key_column == "country_iso" else "regions"
+    table.add_row(visited, f"{result.countries_total} ({result.countries_with_rows} with rows)")
     table.add_row("rows", f"{result.rows_emitted:,}")
     table.add_row("seconds", f"{result.seconds:.1f} ({rate:,.0f} rows/s)")
     for key in ("tile_index", "tile_bounds", "run_report"):

@@ -10,8 +10,8 @@ import click
 from tileindex.cli.errors import clean_errors
 from tileindex.cli.options import (
     dictionary_option,
-    input_options,
     json_option,
+    layer_input_options,
     out_read_option,
     parameter_hash_option,
     quiet_option,
@@ -23,7 +23,7 @@ from tileindex.validate import ValidationResult, validate_partition
 @click.command(name="validate")
 @out_read_option()
 @parameter_hash_option("the partition to validate (default: the only one under OUT).")
-@input_options
+@layer_input_options
 @window_options(32, 8, "Windows re-decided cell by cell with the legacy engine.")
 @click.option(
     "--full",
@@ -36,7 +36,8 @@ from tileindex.validate import ValidationResult, validate_partition
 def validate(
     out: Path,
     parameter_hash: str | None,
-    iso: Path,
+    key_column: str,
+    iso: Path | None,
     countries: Path,
     raster: Path,
     samples: int,
@@ -54,6 +55,8 @@ def validate(
     digests, PAT budgets) and the country summaries; re-decides every country's cells
     by an independent method and SAMPLES windows with the legacy engine (every cell
     with --full). Every finding carries its contract code; exits 1 if there is any.
+    A region-mode build is validated with the same --key-column, --regions and --keys
+    (if the build had them).
     """
 
     def progress(message: str) -> None:
@@ -66,6 +69,7 @@ def validate(
             iso=iso,
             countries=countries,
             raster=raster,
+            key_column=key_column,
             parameter_hash=parameter_hash,
             dictionary=dictionary,
             samples=samples,

@@ -11,6 +11,7 @@ from typing import Any
 
 from tileindex.contract import (
     BUDGETS,
+    DEFAULT_KEY_COLUMN,
     PAT_COUNTERS,
     REPORT_FIELDS,
     SUMMARY_FIELDS,
@@ -94,10 +95,21 @@ def check_report(c: Checks, target: Target) -> Report:
                 f"the given {key} input differs from the one the run used: sha256 {digest} "
                 f"here, {ingress.get(key)!r} in the report; validate against the run's inputs",
             )
+    c.ran("key column", E010)
+    # a report from before region mode has no key_column: it was a country build
+    recorded_key = report.get("key_column", DEFAULT_KEY_COLUMN)
+    if recorded_key != target.key_column:
+        c.fail(
+            "key column",
+            E010,
+            f"report key_column {recorded_key!r} is not {target.key_column!r}; validate "
+            f"with the build's --key-column ({recorded_key!r})",
+        )
     derived_matches = None
     pred = report.get("predicate")
     if isinstance(pred, str) and pred in PREDICATES:
-        derived_matches = derive_parameter_hash(pred, digests, grid.to_json()) == phash
+        derived = derive_parameter_hash(pred, digests, grid.to_json(), key_column=target.key_column)
+        derived_matches = derived == phash
         if not derived_matches:
             c.warn(
                 "parameter_hash is not the one derived from these inputs, predicate and "
@@ -120,8 +132,8 @@ def check_report(c: Checks, target: Target) -> Report:
         c.fail(
             "countries_total",
             E005,
-            f"report countries_total {report.get('countries_total')!r} but the ISO list "
-            f"has {len(target.iso_codes)} codes",
+            f"report countries_total {report.get('countries_total')!r} but the "
+            f"{target.key_list} has {len(target.iso_codes)} keys",
         )
     _check_budgets(c, pat, target.sizes, len(target.iso_codes))
     return Report(report, pat, derived_matches)
@@ -236,8 +248,11 @@ def check_summaries(
     c: Checks, target: Target, rows: Mapping[str, CountryRows], report: Report
 ) -> None:
     """The country summaries against the ISO list and the partition's rows; the pat's
-    cells_scanned_total against their cells_visited."""
+    cells_scanned_total against their cells_visited. A summary's key field is named
+    like the datasets' key column (docs/CONTRACT.md §10.1)."""
     path = target.path("country_summaries")
+    key_field = target.key_column
+    fields = (key_field, *SUMMARY_FIELDS[1:])
     for name, code in (
         ("summaries readable", E010),
         ("summary per ISO code", E005),
@@ -260,11 +275,11 @@ def check_summaries(
         except ValueError:
             c.fail("summaries readable", E010, f"{path.name} line {n} is not JSON")
             continue
-        missing = [k for k in SUMMARY_FIELDS if not isinstance(doc, dict) or k not in doc]
+        missing = [k for k in fields if not isinstance(doc, dict) or k not in doc]
         if missing:
             c.fail("summaries readable", E010, f"{path.name} line {n} lacks {missing}")
             continue
-        code = doc["country_iso"]
+        code = doc[key_field]
         if code in seen:
             c.fail("summary per ISO code", E005, f"two summaries for {code}", code)
         seen[code] = doc
@@ -310,10 +325,14 @@ def check_summaries(
         c.fail(
             "summary per ISO code",
             E005,
-            f"summaries for codes not in the ISO list: {foreign[:10]}",
+            f"summaries for keys not in the {target.key_list}: {foreign[:10]}",
         )
     if absent:
-        c.fail("summary per ISO code", E005, f"no summary for ISO code(s) {absent[:10]}")
+        c.fail(
+            "summary per ISO code",
+            E005,
+            f"no summary for key(s) of the {target.key_list}: {absent[:10]}",
+        )
     scanned = report.pat.get("cells_scanned_total")
     c.ran("pat consistency", E009)
     if isinstance(scanned, int) and scanned != visited_total:

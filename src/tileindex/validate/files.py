@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tileindex.layout import is_part_name, part_name
-from tileindex.validate.findings import COLUMN_CODES, E010, Checks
+from tileindex.validate.findings import E010, Checks, column_code
 
 BATCH_ROWS = 1 << 18
 
@@ -65,7 +65,7 @@ def check_schemas(c: Checks, files: list[Path], schema: pa.Schema, name: str) ->
                 (i for i, n in enumerate(schema.names) if i >= len(names) or names[i] != n),
                 len(schema.names) - 1,
             )
-            code = COLUMN_CODES[schema.names[first]]
+            code = column_code(schema.names[first])
             c.fail(
                 f"{name} schema",
                 code,
@@ -76,7 +76,7 @@ def check_schemas(c: Checks, files: list[Path], schema: pa.Schema, name: str) ->
                 usable = False
                 continue
             other = got.field(fld.name)
-            code = COLUMN_CODES[fld.name]
+            code = column_code(fld.name)
             if not other.type.equals(fld.type):
                 c.fail(
                     f"{name} schema",
@@ -101,7 +101,7 @@ def check_nulls(c: Checks, batch: pa.RecordBatch, dataset: str) -> None:
         if nulls:
             c.fail(
                 f"{dataset}.{name} not null",
-                COLUMN_CODES[name],
+                column_code(name),
                 f"{dataset}.{name}: {nulls} null value(s); the contract says not null",
                 count=nulls,
             )

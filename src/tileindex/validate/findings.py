@@ -38,6 +38,13 @@ COLUMN_CODES = {
 EXAMPLES = 5  # findings kept per check; the rest are counted
 
 
+def column_code(name: str) -> str:
+    """The code of a column's findings; a name not in :data:`COLUMN_CODES` is a region
+    mode's key column (docs/CONTRACT.md §10.1), whose findings are E005 like
+    ``country_iso``'s."""
+    return COLUMN_CODES.get(name, E005)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One contract violation, with its docs/CONTRACT.md §8 code."""

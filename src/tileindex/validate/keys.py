@@ -1,7 +1,8 @@
 """Keys: ``(country_iso, tile_id)`` unique and ascending across the partition, every code
 in the ISO list, tile_index and tile_bounds holding the same keys in the same order; and
 what each country's rows add up to (count, digest, tile id range) for the evidence and
-the recount."""
+the recount. In region mode the key column has another name and the keys ascend by
+their UTF-8 bytes (docs/CONTRACT.md §10.1)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,22 @@ class CountryRows:
 class KeyChecks:
     """The key checks over the rows as they stream past, batch by batch."""
 
-    def __init__(self, c: Checks, iso_codes: Iterable[str]) -> None:
+    def __init__(
+        self,
+        c: Checks,
+        iso_codes: Iterable[str],
+        key_column: str = "country_iso",
+        key_list: str = "ISO list",
+    ) -> None:
         self.c = c
         self.iso_set = frozenset(iso_codes)
+        self.key_column = key_column
+        self.key_list = key_list
         self.code_ids: dict[str, int] = {}
         self.codes: list[str] = []  # codes[i] is the code of id i
-        self.last: tuple[str, int] | None = None
+        # the last key seen, with the code as UTF-8 bytes: keys ascend bytewise
+        self.last: tuple[bytes, int] | None = None
+        self.last_code = ""
         self.foreign: dict[str, int] = {}
         self.rows: dict[str, CountryRows] = {}
         self.row_count = 0
@@ -85,7 +96,7 @@ class KeyChecks:
                 c.fail(
                     name,
                     E003,
-                    f"{what}: (country_iso={code}, tile_id={int(tid[i])}) after tile_id "
+                    f"{what}: ({self.key_column}={code}, tile_id={int(tid[i])}) after tile_id "
                     f"{int(tid[i - 1])}",
                     code,
                     int(tid[i]),
@@ -95,11 +106,18 @@ class KeyChecks:
             np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [n])).tolist(), strict=True
         ):
             code = self.codes[ids[s]]
-            key = (code, int(tid[s]))
+            key = (code.encode("utf-8"), int(tid[s]))
             if self.last is not None and key <= self.last:
                 name = "key unique" if key == self.last else "key order"
-                c.fail(name, E003, f"key {key} comes after {self.last}", code, key[1])
-            self.last = (code, int(tid[t - 1]))
+                c.fail(
+                    name,
+                    E003,
+                    f"key {(code, key[1])} comes after {(self.last_code, self.last[1])}"
+                    + (" (keys ascend by their UTF-8 bytes)" if key[0] < self.last[0] else ""),
+                    code,
+                    key[1],
+                )
+            self.last, self.last_code = (key[0], int(tid[t - 1])), code
             if code not in self.iso_set:
                 self.foreign[code] = self.foreign.get(code, 0) + (t - s)
             self.rows.setdefault(code, CountryRows()).add(tid[s:t])
@@ -136,6 +154,6 @@ class KeyChecks:
             self.c.fail(
                 "iso foreign key",
                 E005,
-                f"{n} row(s) with country_iso {code!r}, which is not in the ISO list",
+                f"{n} row(s) with {self.key_column} {code!r}, which is not in the {self.key_list}",
                 code,
             )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -162,22 +163,22 @@ def check_windows(
     with rows in it or a part's bounding box over it; the windows with what was compared."""
     grid = axes.grid
     c.ran("sampled windows (legacy)", E008)
+    boxes = _PartBoxes.of(shapes)
     done = []
     for sw, found in zip(rows.windows, rows.found, strict=True):
         win = Window(sw.row_start, sw.row_stop, sw.col_start, sw.col_stop)
         got: dict[str, set[int]] = {}
         for code, ids in found:
             got.setdefault(code, set()).update(ids.tolist())
-        candidates = set(got) | {
-            code for code, s in shapes.items() if not s.empty and _meets(axes, s, win)
-        }
+        candidates = set(got) | _meeting(axes, boxes, win)
         for code in sorted(candidates):
             shape = shapes.get(code)
             expect: set[int] = set()
             if shape is not None:
-                mask = legacy.mask_chunk(grid, win, shape.country, predicate).to_mask()
-                rr, cc = np.nonzero(mask)
-                expect = set(((rr + win.row_start) * grid.ncols + cc + win.col_start).tolist())
+                for sub in _clip(axes, shape, win):
+                    mask = legacy.mask_chunk(grid, sub, shape.country, predicate).to_mask()
+                    rr, cc = np.nonzero(mask)
+                    expect.update(((rr + sub.row_start) * grid.ncols + cc + sub.col_start).tolist())
             have = got.get(code, set())
             for tid in sorted(expect - have)[:EXAMPLES]:
                 c.fail(
@@ -211,19 +212,58 @@ def check_windows(
     return done
 
 
-def _meets(axes: Axes, shape: Shape, win: Window) -> bool:
-    """Whether some part's bounding box meets the window's cells (at wrapped positions)."""
+@dataclass(frozen=True)
+class _PartBoxes:
+    """Every shape's part bounding boxes in one array, with the code of each, so that
+    finding the shapes that meet a window is one vectorised test, not one per shape
+    (10,000 regions, docs/CONTRACT.md §10.1)."""
+
+    codes: tuple[str, ...]
+    owner: IntArray  # box i belongs to codes[owner[i]]
+    bounds: npt.NDArray[np.float64]  # (n, 4): xmin, ymin, xmax, ymax
+
+    @classmethod
+    def of(cls, shapes: Mapping[str, Shape]) -> _PartBoxes:
+        live = [(code, s) for code, s in shapes.items() if not s.empty]
+        codes = tuple(code for code, _ in live)
+        parts = [s.bounds.reshape(-1, 4) for _, s in live]
+        owner = np.repeat(np.arange(len(live)), [b.shape[0] for b in parts])
+        bounds = np.concatenate(parts) if parts else np.empty((0, 4))
+        return cls(codes, owner.astype(np.int64), bounds)
+
+
+def _clip(axes: Axes, shape: Shape, win: Window) -> list[Window]:
+    """The parts of ``win`` where ``shape`` can have cells: rows whose strip and columns
+    whose pieces meet some part's bounding box, closed. A cell left out has neither its
+    centroid nor any area in the shape, so it is excluded under every predicate; the
+    legacy engine decides only the rest, and a dense layer (a thousand small regions in
+    one window) costs the regions' cells, not the window's once per region."""
+    if shape.empty:
+        return []
+    r0, r1, pk = overlap_window(axes, shape)
+    r0, r1 = max(r0, win.row_start), min(r1, win.row_stop)
+    if r0 >= r1:
+        return []
+    cols = np.unique(axes.piece_col[pk])
+    cols = cols[(cols >= win.col_start) & (cols < win.col_stop)]
+    return [Window(r0, r1, a, b) for a, b in _runs(cols)]
+
+
+def _meeting(axes: Axes, boxes: _PartBoxes, win: Window) -> set[str]:
+    """The codes of the shapes of which some part's bounding box meets the window's cells
+    (at wrapped positions)."""
     south = float(axes.south[win.row_stop - 1])
     north = float(axes.north[win.row_start])
     cols = np.arange(win.col_start, win.col_stop)
     sel = np.isin(axes.piece_col, cols)
     x0, x1 = axes.piece_x0[sel], axes.piece_x1[sel]
-    b = shape.bounds
-    yhit = (b[:, 1] <= north) & (b[:, 3] >= south)
-    if not yhit.any():
-        return False
+    b = boxes.bounds
+    yhit = np.flatnonzero((b[:, 1] <= north) & (b[:, 3] >= south))
+    if yhit.size == 0 or x0.size == 0:
+        return set()
     b = b[yhit]
-    return bool(((b[:, 0][:, None] <= x1[None, :]) & (b[:, 2][:, None] >= x0[None, :])).any())
+    hit = ((b[:, 0][:, None] <= x1[None, :]) & (b[:, 2][:, None] >= x0[None, :])).any(axis=1)
+    return {boxes.codes[int(k)] for k in np.unique(boxes.owner[yhit[hit]])}
 
 
 def legacy_ids(axes: Axes, shape: Shape, predicate: str) -> Iterator[U64Array]:

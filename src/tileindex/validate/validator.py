@@ -14,13 +14,16 @@ import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.contract import (
-    TILE_BOUNDS_SCHEMA,
-    TILE_INDEX_SCHEMA,
+    DEFAULT_KEY_COLUMN,
     DatasetDictionary,
+    check_key_column,
     check_parameter_hash,
+    is_region_mode,
+    tile_bounds_schema,
+    tile_index_schema,
 )
 from tileindex.errors import ConfigError, InputFileError
-from tileindex.inputs import read_country_layer, read_grid, read_iso_list
+from tileindex.inputs import layer_key_list, read_country_layer, read_grid, read_iso_list
 from tileindex.layout import find_parameter_hashes
 from tileindex.validate import evidence, files, inclusion
 from tileindex.validate.axes import Axes
@@ -46,9 +49,10 @@ Progress = Callable[[str], None]
 def validate_partition(
     out: str | Path,
     *,
-    iso: str | Path,
+    iso: str | Path | None,
     countries: str | Path,
     raster: str | Path,
+    key_column: str = DEFAULT_KEY_COLUMN,
     parameter_hash: str | None = None,
     dictionary: str | Path | None = None,
     samples: int = 8,
@@ -64,17 +68,33 @@ def validate_partition(
     boundaries, are re-decided cell by cell by the legacy engine; ``full`` re-decides
     every cell of every country with it (slow). Raises a TileIndexError only when there
     is nothing to validate or an input cannot be read; everything else is a Finding.
+
+    A region-mode build (docs/CONTRACT.md §10.1) is validated with its ``key_column``,
+    its region layer as ``countries`` and its key list as ``iso`` (None when the build
+    had none: the layer's keys are the list, as in the build).
     """
     if samples < 0 or window < 1:
         raise ConfigError(f"samples ({samples}) must be >= 0 and window ({window}) >= 1")
+    check_key_column(key_column)
+    if iso is None and not is_region_mode(key_column):
+        raise ConfigError(
+            "no ISO list given; pass the build's ISO list (--iso), or its --key-column for "
+            "a region-mode build"
+        )
     say = progress or (lambda _m: None)
     t_start = time.perf_counter()
     root, paths = Path(out), DatasetDictionary.load(dictionary)
     phash = _locate(root, paths, parameter_hash)
     say(f"reading inputs for partition {phash}")
-    iso_path, countries_path, raster_path = Path(iso), Path(countries), Path(raster)
-    iso_list = read_iso_list(iso_path)
-    layer = read_country_layer(countries_path, iso_list)
+    countries_path, raster_path = Path(countries), Path(raster)
+    if iso is None:
+        layer = read_country_layer(countries_path, None, key_column)
+        iso_list = layer_key_list(layer)
+        iso_size = 0
+    else:
+        iso_list = read_iso_list(Path(iso), key_column)
+        layer = read_country_layer(countries_path, iso_list, key_column)
+        iso_size = Path(iso).stat().st_size
     grid_in = read_grid(raster_path)
     target = Target(
         out=root,
@@ -85,8 +105,9 @@ def validate_partition(
         digests={"iso": iso_list.digest, "countries": layer.digest, "raster": grid_in.digest},
         sizes={
             "raster": raster_path.stat().st_size,
-            "vectors": iso_path.stat().st_size + countries_path.stat().st_size,
+            "vectors": iso_size + countries_path.stat().st_size,
         },
+        key_column=key_column,
     )
     options = _Options(samples, seed, window, full)
     return _Validator(target, layer.rows, options, say, t_start).run()
@@ -145,7 +166,11 @@ class _Validator:
         self.t_start = t_start
         self.c = Checks()
         self.axes = Axes(target.grid)
-        self.keys = KeyChecks(self.c, target.iso_codes)
+        self.keys = KeyChecks(self.c, target.iso_codes, target.key_column, target.key_list)
+        self.schemas = {
+            "tile_index": tile_index_schema(target.key_column),
+            "tile_bounds": tile_bounds_schema(target.key_column),
+        }
         self.cells = CellChecks(self.c, self.axes)
         self.stats: dict[str, Any] = {}
         self.seconds: dict[str, float] = {}
@@ -166,8 +191,8 @@ class _Validator:
         predicate = evidence.report_predicate(c, report)
         index_files = files.check_layout(c, index_dir, "tile_index")
         bounds_files = files.check_layout(c, bounds_dir, "tile_bounds")
-        readable = files.check_schemas(c, index_files, TILE_INDEX_SCHEMA, "tile_index")
-        readable &= files.check_schemas(c, bounds_files, TILE_BOUNDS_SCHEMA, "tile_bounds")
+        readable = files.check_schemas(c, index_files, self.schemas["tile_index"], "tile_index")
+        readable &= files.check_schemas(c, bounds_files, self.schemas["tile_bounds"], "tile_bounds")
         receipt = evidence.check_receipt(c, target, report)
         if receipt is not None:
             self.stats["determinism_receipt"] = receipt
@@ -229,6 +254,7 @@ class _Validator:
                 "tile_index": str(index_dir),
                 "tile_bounds": str(bounds_dir),
                 "rows": self.keys.row_count,
+                "key_column": target.key_column,
                 "countries": len(target.iso_codes),
                 "countries_with_rows": sum(1 for r in self.keys.rows.values() if r.count),
                 "files": {"tile_index": len(index_files), "tile_bounds": len(bounds_files)},
@@ -264,6 +290,7 @@ class _Validator:
             predicate,
             how,
             counted,
+            self.target.key_column,
         )
 
     def _stream(
@@ -287,8 +314,8 @@ class _Validator:
             ("inclusion_rule", E008),
         ):
             c.ran(name, code)
-        ia = files.Cursor(files.batches(index_files, TILE_INDEX_SCHEMA))
-        ba = files.Cursor(files.batches(bounds_files, TILE_BOUNDS_SCHEMA))
+        ia = files.Cursor(files.batches(index_files, self.schemas["tile_index"]))
+        ba = files.Cursor(files.batches(bounds_files, self.schemas["tile_bounds"]))
         extra_bounds = extra_index = 0
         while True:
             na, nb = ia.available(), ba.available()
