@@ -121,10 +121,11 @@ class PhaseClock:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.by_name: dict[str, float] = defaultdict(float)
         self._local = threading.local()
         self._lock = threading.Lock()
 
-    def wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(self, phase: str, fn: Callable[..., Any], name: str = "") -> Callable[..., Any]:
         clock = self
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -140,6 +141,7 @@ class PhaseClock:
                     with clock._lock:
                         clock.seconds[phase] += elapsed
                         clock.calls[phase] += 1
+                        clock.by_name[name or phase] += elapsed
 
         timed.__wrapped__ = fn  # type: ignore[attr-defined]
         return timed
@@ -163,11 +165,11 @@ def phases_wrapped(clock: PhaseClock, phases: Mapping[str, tuple[str, ...]]) -> 
                     continue
                 raw = inspect.getattr_static(owner, attr)
                 if isinstance(raw, classmethod):
-                    new: Any = classmethod(clock.wrap(phase, raw.__func__))
+                    new: Any = classmethod(clock.wrap(phase, raw.__func__, spec))
                 elif isinstance(raw, staticmethod):
-                    new = staticmethod(clock.wrap(phase, raw.__func__))
+                    new = staticmethod(clock.wrap(phase, raw.__func__, spec))
                 elif callable(raw):
-                    new = clock.wrap(phase, raw)
+                    new = clock.wrap(phase, raw, spec)
                 else:
                     missing.append(spec)
                     continue
@@ -230,6 +232,7 @@ class Measured:
     wall: float
     phases: dict[str, float]
     calls: dict[str, int]
+    by_name: dict[str, float]
     before_start: float
     after_merge: float
     units: int
@@ -273,6 +276,7 @@ def run_case(
         wall=wall,
         phases=dict(clock.seconds),
         calls=dict(clock.calls),
+        by_name=dict(clock.by_name),
         before_start=stamps.get("on_start", t0) - t0,
         after_merge=stamps.get("on_finish", t0) - stamps.get("S1_MERGE", t0),
         units=timeline.units,
@@ -473,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         med = median_run(runs)
+        top = sorted(med.by_name.items(), key=lambda kv: -kv[1])[:6]
+        print("  slowest timed functions: " + ", ".join(f"{k} {v:.3f} s" for k, v in top))
         if med.missing:
             print(f"  not found (not timed): {', '.join(med.missing)}", flush=True)
         lines.append(table_line(med, [m.wall for m in runs]))
