@@ -23,8 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
+from tileindex.coverage import cell_fractions
 from tileindex.errors import ConfigError, InputFileError
 from tileindex.fsio import write_atomic
+from tileindex.geometry import country_geometry
 from tileindex.grid import Grid
 from tileindex.prepare import (
     COUNTRIES_FILE,
@@ -686,3 +688,23 @@ def test_prepare_tiling_writes_identical_bytes(tmp_path: Path) -> None:
     keys = pq.read_table(first.keys_path).column("region_id").to_pylist()
     assert keys == [f"R{i:05d}" for i in range(1, 401)]
     assert first.report["counts"] == {"rows_written": 400, "distinct_keys": 400}
+
+
+def test_tiling_fractions_sum_to_the_share_of_each_cell_inside_the_window(
+    tmp_path: Path,
+) -> None:
+    """The use the tiling is made for (docs/CONTRACT.md §10.3, partition of unity): its
+    regions' coverage fractions add up, cell by cell, to the part of the cell inside the
+    window: 1 inside it, where any gap or overlap between shared edges would show."""
+    tiling = make_tiling(tmp_path, 24, window=(-3.0, -2.0, 3.0, 2.0))
+    grid = tiling.grid
+    rows, cols = np.divmod(np.arange(grid.nrows * grid.ncols), grid.ncols)
+    total = np.zeros(rows.size)
+    for code, polygon in zip(tiling.codes, tiling.polygons, strict=True):
+        total += cell_fractions(grid, country_geometry(code, [polygon]), rows, cols)
+    a, _, c, _, e, f = grid.transform
+    cells = shapely.box(c + a * cols, f + e * (rows + 1), c + a * (cols + 1), f + e * rows)
+    inside = shapely.area(shapely.intersection(cells, shapely.box(*tiling.window))) / (a * -e)
+    assert np.abs(total - inside).max() <= 1e-9
+    full = inside > 1.0 - 1e-12  # cells wholly inside the window
+    assert full.sum() >= 2000 and (total[full] >= 1.0 - 1e-9).all()
