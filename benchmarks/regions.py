@@ -371,8 +371,8 @@ def _commit() -> str:
 HEADER = (
     "| layer | regions | rows | regions with rows | units | wall s (each) | planning s | "
     "summaries s | evidence s | **share** | inputs s | geometry s | checks s | "
-    "before on_start s | S1_MERGE→finish s | worker RSS MiB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "all timed, share | before on_start s | S1_MERGE→finish s | worker RSS MiB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -384,7 +384,8 @@ def table_line(m: Measured, walls: list[float]) -> str:
         f"{m.wall:.2f} ({each}) | {p.get('planning', 0):.3f} | {p.get('summaries', 0):.3f} | "
         f"{p.get('evidence', 0):.3f} | **{100 * bounded_share(m):.1f} %** | "
         f"{p.get('inputs', 0):.3f} | {p.get('geometry', 0):.3f} | {p.get('checks', 0):.3f} | "
-        f"{m.before_start:.3f} | {m.after_merge:.3f} | {m.worker_rss_mib:.0f} |"
+        f"{100 * sum(p.values()) / m.wall:.1f} % | {m.before_start:.3f} | "
+        f"{m.after_merge:.3f} | {m.worker_rss_mib:.0f} |"
     )
 
 
@@ -484,9 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(table_line(med, [m.wall for m in runs]))
         results.append({**dataclasses.asdict(med), "walls": [m.wall for m in runs]})
 
+    window = (
+        ""
+        if args.countries_check
+        else (f"tiling window {','.join(f'{v:g}' for v in args.window)}, ")
+    )
     title = (
-        f"{args.predicate}, --workers {args.workers}, {res:g}″ WorldPop grid, "
-        f"tiling window {','.join(f'{v:g}' for v in args.window)}, "
+        f"{args.predicate}, --workers {args.workers}, {res:g}″ WorldPop grid, {window}"
         f"median of {args.repeats}"
     )
     print(f"\n{title}\n\n{HEADER}\n" + "\n".join(lines))
