@@ -708,3 +708,12 @@ def test_tiling_fractions_sum_to_the_share_of_each_cell_inside_the_window(
     assert np.abs(total - inside).max() <= 1e-9
     full = inside > 1.0 - 1e-12  # cells wholly inside the window
     assert full.sum() >= 2000 and (total[full] >= 1.0 - 1e-9).all()
+
+
+def test_every_prepared_region_passes_the_builds_geometry_step(
+    regions: PrepareRegionsResult,
+) -> None:
+    keys, geoms = _region_rows(regions)
+    for key, geom in zip(keys, geoms, strict=True):
+        prepared = country_geometry(key, [geom])  # raises E001 on what a build would refuse
+        assert not prepared.is_empty, key
