@@ -246,7 +246,7 @@ def _clip(axes: Axes, shape: Shape, win: Window) -> list[Window]:
         return []
     cols = np.unique(axes.piece_col[pk])
     cols = cols[(cols >= win.col_start) & (cols < win.col_stop)]
-    return [Window(r0, r1, a, b) for a, b in _runs(cols)]
+    return [Window(r0, r1, a, b) for a, b in _consecutive_spans(cols)]
 
 
 def _meeting(axes: Axes, boxes: _PartBoxes, win: Window) -> set[str]:
