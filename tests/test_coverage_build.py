@@ -326,3 +326,31 @@ def test_the_validator_catches_an_out_of_range_fraction_and_a_missing_receipt(
     messages = [f.message for f in v.findings]
     assert any("is not in (0, 1]" in m for m in messages)
     assert any("has no coverage_receipt" in m for m in messages)
+
+
+def test_cli_validate_checks_coverage_and_exits_one_on_a_tampered_fraction(
+    published, tiling
+) -> None:
+    out = published.paths["tile_index"].parents[4]
+    args = [
+        "validate",
+        "--out",
+        str(out),
+        "--iso",
+        str(tiling[0]),
+        "--countries",
+        str(tiling[1]),
+        "--raster",
+        str(tiling[2]),
+        "--samples",
+        "0",
+        "--coverage-samples",
+        "50",
+        "--quiet",
+    ]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    part = part_files(published.paths["tile_coverage"])[0]
+    _rewrite(part, lambda f: f.__setitem__(int(np.flatnonzero(f < 1.0)[0]), 0.123))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "E008_INCLUSION_RULE" in result.output
