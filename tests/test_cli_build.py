@@ -61,6 +61,7 @@ def test_help_reads_well() -> None:
     [
         (["--chunk-size", "0"], "chunk size"),
         (["--parameter-hash", "XYZ"], "parameter hash"),
+        (["--coverage", "--engine", "legacy"], "--coverage needs the fast engine"),
     ],
 )
 def test_bad_options_exit_nonzero_with_one_line(inputs, tmp_path: Path, extra, needle) -> None:

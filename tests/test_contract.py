@@ -34,6 +34,7 @@ BUILT_IN = {
         "reports/layer1/1B/state=S1/parameter_hash={parameter_hash}/country_summaries.jsonl"
     ),
     "event_log": "logs/layer1/1B/state=S1/parameter_hash={parameter_hash}/events.jsonl",
+    "tile_coverage": "data/layer1/1B/tile_coverage/parameter_hash={parameter_hash}/",
 }
 
 # a replacement dictionary: every artefact somewhere else
@@ -87,8 +88,19 @@ def test_a_user_dictionary_replaces_every_path(tmp_path: Path) -> None:
 
 def test_extra_keys_in_a_user_dictionary_are_ignored(tmp_path: Path) -> None:
     file = tmp_path / "paths.yaml"
-    file.write_text(_yaml({**ELSEWHERE, "tile_coverage": "cov/{parameter_hash}/"}))
+    file.write_text(_yaml({**ELSEWHERE, "tile_values": "val/{parameter_hash}/"}))
     assert tuple(DatasetDictionary.load(file).templates) == DATASET_KEYS
+
+
+def test_the_optional_tile_coverage_key_is_kept_and_checked(tmp_path: Path) -> None:
+    # docs/CONTRACT.md §6.1, §10.3: optional, but checked like the others when present
+    file = tmp_path / "paths.yaml"
+    file.write_text(_yaml({**ELSEWHERE, "tile_coverage": "cov/{parameter_hash}/"}))
+    paths = DatasetDictionary.load(file)
+    assert paths.relative("tile_coverage", HASH) == f"cov/{HASH}/"
+    file.write_text(_yaml({**ELSEWHERE, "tile_coverage": "/abs/{parameter_hash}/"}))
+    with pytest.raises(ConfigError, match="tile_coverage template"):
+        DatasetDictionary.load(file)
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
     return build(*inputs, tmp / "out")
 
 
+@pytest.fixture(scope="module")
+def built_coverage(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """The same build with ``coverage=True`` (docs/CONTRACT.md §10.3)."""
+    tmp = tmp_path_factory.mktemp("contract-doc-coverage")
+    host = shapely.box(-10, -10, 10, 10).difference(shapely.box(-2, -2, 2, 2))
+    inputs = make_inputs(
+        tmp, {"AA": [host], "BB": [shapely.box(-2.5, -2, 2, 2.5)]}, iso_codes=["AA", "BB", "CC"]
+    )
+    return build(*inputs, tmp / "out", predicate="any_overlap", coverage=True)
+
+
 def _published_schema(result: BuildResult, dataset: str) -> pa.Schema:
     parts = part_files(result.paths[dataset])
     assert parts, f"{dataset}: nothing published"
@@ -148,9 +159,19 @@ def test_column_tables_match_what_a_build_publishes(doc, built, dataset: str) ->
         assert got.nullable == want.nullable, got.name
 
 
+def test_the_coverage_column_table_matches_what_a_build_publishes(doc, built_coverage) -> None:
+    documented = _documented_schema(doc["columns/tile_coverage"])
+    assert _published_schema(built_coverage, "tile_coverage").equals(documented)
+    assert documented.equals(contract.tile_coverage_schema())
+
+
 @pytest.mark.parametrize(
     ("dataset", "schema"),
-    [("tile_index", contract.TILE_INDEX_SCHEMA), ("tile_bounds", contract.TILE_BOUNDS_SCHEMA)],
+    [
+        ("tile_index", contract.TILE_INDEX_SCHEMA),
+        ("tile_bounds", contract.TILE_BOUNDS_SCHEMA),
+        ("tile_coverage", contract.TILE_COVERAGE_SCHEMA),
+    ],
 )
 def test_column_tables_match_the_contract_schemas(doc, dataset: str, schema: pa.Schema) -> None:
     assert _documented_schema(doc[f"columns/{dataset}"]).equals(schema)
@@ -228,6 +249,33 @@ def test_run_report_table_is_every_field_a_build_writes_in_order(doc, built) -> 
     written = _flatten(_report_json(built))
     assert documented == [name for name, _ in written]
     assert set(contract.REPORT_FIELDS) <= set(documented)
+
+
+def test_coverage_report_table_is_every_field_coverage_adds_in_order(
+    doc, built, built_coverage
+) -> None:
+    base = {name for name, _ in _flatten(_report_json(built))}
+    written = _flatten(_report_json(built_coverage))
+    added = [name for name, _ in written if name not in base]
+    assert [r["field"] for r in doc["run_report/coverage"]] == added
+    assert [name for name, _ in written if name in base] == [r["field"] for r in doc["run_report"]]
+    values = dict(written)
+    for row in doc["run_report/coverage"]:
+        assert _type_matches(row["type"], values[row["field"]]), row["field"]
+    assert set(contract.COVERAGE_FIELDS) <= {r["field"] for r in doc["run_report/coverage"]}
+
+
+def test_coverage_summary_table_is_the_field_coverage_adds(doc, built_coverage) -> None:
+    documented = [r["field"] for r in doc["summary"]] + [
+        r["field"] for r in doc["summary/coverage"]
+    ]
+    lines = built_coverage.paths["country_summaries"].read_text().splitlines()
+    for line in lines:
+        summary = json.loads(line)
+        assert list(summary) == documented
+        for row in doc["summary/coverage"]:
+            assert _type_matches(row["type"], summary[row["field"]]), row["field"]
+    assert list(contract.COVERAGE_SUMMARY_FIELDS) == [r["field"] for r in doc["summary/coverage"]]
 
 
 def test_run_report_types_match_the_written_values(doc, built) -> None:

@@ -122,6 +122,22 @@ def tile_bounds_schema(key_column: str = DEFAULT_KEY_COLUMN) -> pa.Schema:
 TILE_INDEX_SCHEMA = tile_index_schema()
 TILE_BOUNDS_SCHEMA = tile_bounds_schema()
 
+# docs/CONTRACT.md §10.3: the coverage fractions, keys and order of tile_index
+TILE_COVERAGE_SCHEMA = pa.schema(
+    [
+        pa.field("country_iso", pa.string(), nullable=False),
+        pa.field("tile_id", pa.uint64(), nullable=False),
+        pa.field("coverage_fraction", pa.float64(), nullable=False),
+    ]
+)
+
+
+def tile_coverage_schema(key_column: str = "country_iso") -> pa.Schema:
+    """The ``tile_coverage`` schema whose first column is named ``key_column``
+    (docs/CONTRACT.md §10.1, §10.3)."""
+    return TILE_COVERAGE_SCHEMA.set(0, pa.field(key_column, pa.string(), nullable=False))
+
+
 # docs/CONTRACT.md §8: what the run report, its PAT counters and each country summary hold at least
 REPORT_FIELDS = (
     "parameter_hash",
@@ -169,6 +185,11 @@ BUDGETS: Mapping[str, float] = {
 }
 
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
+# keys a dictionary may omit: only a build that publishes the dataset needs them
+# (docs/CONTRACT.md §6.1, §10.3)
+OPTIONAL_DATASET_KEYS = ("tile_coverage",)
+COVERAGE_FIELDS = ("coverage_receipt",)  # docs/CONTRACT.md §8: the report, with --coverage
+COVERAGE_SUMMARY_FIELDS = ("coverage_area_fraction_sum",)
 
 _HASH_RE = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would accept a trailing newline
 
@@ -188,13 +209,13 @@ def parameter_hash(
     grid_json: Mapping[str, object],
     *,
     key_column: str = DEFAULT_KEY_COLUMN,
+    coverage: bool = False,
 ) -> str:
     """SHA-256 of the canonical JSON of what determines the result (docs/CONTRACT.md §7).
 
-    A key column other than the default enters the document as ``"key_column"``
-    (§10.1); the default leaves the document, and so every country build's hash, as it
-    was.
-    """
+    The extensions enter only when used (docs/CONTRACT.md §10): ``"key_column"`` when it
+    is not ``country_iso``, ``"coverage": true`` with coverage, so a build that uses
+    neither keeps its identity."""
     doc: dict[str, object] = {
         "contract_version": CONTRACT_VERSION,
         "predicate": predicate,
@@ -203,6 +224,8 @@ def parameter_hash(
     }
     if is_region_mode(key_column):
         doc["key_column"] = key_column
+    if coverage:
+        doc["coverage"] = True
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -212,6 +235,15 @@ class DatasetDictionary:
     """Relative path templates for every artefact, keyed by ``DATASET_KEYS``."""
 
     templates: Mapping[str, str]
+    source: str = "the built-in dataset dictionary"
+
+    def require(self, key: str, why: str) -> None:
+        """A ConfigError naming the dictionary when it has no template for ``key``."""
+        if key not in self.templates:
+            raise ConfigError(
+                f"{self.source} has no path template for {key}, which {why} needs; add "
+                f"'{key}: <relative path with {{parameter_hash}}>' under 'datasets'"
+            )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> DatasetDictionary:
@@ -239,14 +271,17 @@ class DatasetDictionary:
         missing = [k for k in DATASET_KEYS if not isinstance(datasets.get(k), str)]
         if missing:
             raise ConfigError(f"{source}: missing path templates for {', '.join(missing)}")
-        for key in DATASET_KEYS:
+        keys = DATASET_KEYS + tuple(k for k in OPTIONAL_DATASET_KEYS if k in datasets)
+        for key in keys:
             tpl = datasets[key]
+            if not isinstance(tpl, str):
+                raise ConfigError(f"{source}: the {key} path template must be a string")
             if "{parameter_hash}" not in tpl or Path(tpl).is_absolute() or ".." in Path(tpl).parts:
                 raise ConfigError(
                     f"{source}: {key} template {tpl!r} must be a relative path containing "
                     "{parameter_hash}"
                 )
-        return cls({k: datasets[k] for k in DATASET_KEYS})
+        return cls({k: datasets[k] for k in keys}, source)
 
     def relative(self, key: str, parameter_hash: str) -> str:
         """The path of ``key`` relative to the output root, exactly as the dictionary

@@ -83,9 +83,15 @@ import numpy.typing as npt
 import shapely
 
 from tileindex.geometry import CountryGeometry, Edges
-from tileindex.grid import ColumnSegment, FloatArray, Grid, IntArray
+from tileindex.grid import ColumnSegment, FloatArray, Grid, IntArray, Runs
 
-__all__ = ["cell_fractions", "cells_within"]
+__all__ = [
+    "BoundaryFractions",
+    "boundary_candidates",
+    "cell_fractions",
+    "cells_within",
+    "run_fractions",
+]
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -457,3 +463,121 @@ def _decide(
     # a cell with no piece (narrower than float resolution) has no area and no interior
     out[~decided_any] = False
     return out
+
+
+# -- the cells of runs that need an area (docs/CONTRACT.md §10.3) ---------------------------
+
+
+def boundary_candidates(grid: Grid, geometry: CountryGeometry, rows: IntArray) -> IntArray:
+    """Sorted unique tile ids of every cell of ``rows`` whose closed box -- any piece of
+    it -- a boundary segment of G might touch, plus every cell that is not one whole
+    piece (split at ±180, or cut narrower by float resolution).
+
+    Conservative by construction: per closed row strip ``[s, n]`` a segment's x-range
+    there is computed from its clipped y-range and widened by the rounding margin
+    (``_margin``, > 1000x the interpolation error), and every piece whose closed x-range
+    meets that widened range is a candidate. So a cell that is *not* a candidate has no
+    boundary point of G in its closed box: the box is wholly interior or wholly exterior
+    to G, and an included cell is wholly interior, i.e. ``within``, whose fraction is
+    exactly 1.0 with no arithmetic. The work is proportional to the (segment x strip)
+    pairs and the candidates, i.e. it follows the boundary.
+    """
+    r = np.unique(np.asarray(rows, dtype=np.int64))
+    if r.size == 0 or geometry.is_empty:
+        return np.empty(0, dtype=np.int64)
+    south, north = grid.lat_bounds(r)
+    e = geometry.edges
+    e = e.select((e.ymax >= south.min()) & (e.ymin <= north.max()))
+    # strips with south <= ymax and north >= ymin (both ascend when negated)
+    lo = np.searchsorted(-south, -e.ymax, side="left")
+    hi = np.searchsorted(-north, -e.ymin, side="right")
+    ei, ri = _pairs(lo, hi)
+    x1, y1, x2, y2 = e.x1[ei], e.y1[ei], e.x2[ei], e.y2[ei]
+    ymin, ymax = np.minimum(y1, y2), np.maximum(y1, y2)
+    ya = np.clip(south[ri], ymin, ymax)
+    yb = np.clip(north[ri], ymin, ymax)
+    flat = y1 == y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (x2 - x1) / (y2 - y1)
+        xa = np.where(flat, x1, x1 + (ya - y1) * slope)
+        xb = np.where(flat, x2, x1 + (yb - y1) * slope)
+    m = _margin(x1, x2)
+    xlo, xhi = np.minimum(xa, xb) - m, np.maximum(xa, xb) + m
+    keys = []
+    pieces = np.zeros(grid.ncols, dtype=np.int64)  # pieces per column
+    cut = np.zeros(grid.ncols, dtype=bool)  # a piece narrower than its cell
+    for seg in grid.column_segments(0, grid.ncols):
+        k0 = np.searchsorted(seg.x1, xlo, side="left")  # first piece with x1 >= xlo
+        k1 = np.searchsorted(seg.x0, xhi, side="right")  # pieces with x0 <= xhi
+        pi, k = _pairs(k0, k1)
+        keys.append(r[ri[pi]] * grid.ncols + seg.cols[k])
+        rx0, rx1 = grid.raw_x_edges(seg.cols)
+        pieces[seg.cols] += 1
+        cut[seg.cols] |= (seg.x1 - seg.x0) != (rx1 - rx0)
+    # a column with no piece, several, or a cut one: always computed
+    odd = np.flatnonzero((pieces != 1) | cut)
+    if odd.size:
+        keys.append((r[:, None] * grid.ncols + odd[None, :]).ravel())
+    return np.unique(np.concatenate(keys))
+
+
+@dataclass(frozen=True, eq=False)
+class BoundaryFractions:
+    """The fractions of a stream of cells that are not 1.0 by proof: ``value[i]`` is the
+    fraction of the cell at position ``pos[i]`` of the stream (ascending); every other
+    cell's fraction is exactly 1.0 (docs/CONTRACT.md §10.3). 16 bytes per boundary cell,
+    nothing per interior cell."""
+
+    pos: IntArray
+    value: FloatArray
+
+    @classmethod
+    def empty(cls) -> BoundaryFractions:
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return int(self.pos.size)
+
+    @classmethod
+    def concat(cls, parts: list[tuple[int, BoundaryFractions]]) -> BoundaryFractions:
+        """One stream from (offset of the part's first cell, part) in stream order."""
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.pos + off for off, p in parts]).astype(np.int64),
+            np.concatenate([p.value for _, p in parts]).astype(np.float64),
+        )
+
+    def slice(self, start: int, stop: int) -> BoundaryFractions:
+        """The cells at positions [start, stop), renumbered from ``start``."""
+        i0, i1 = np.searchsorted(self.pos, [start, stop], side="left")
+        return BoundaryFractions(self.pos[i0:i1] - start, self.value[i0:i1])
+
+    def dense(self, n: int) -> FloatArray:
+        """The fractions of the first ``n`` cells of the stream."""
+        out = np.ones(n, dtype=np.float64)
+        sel = self.pos < n
+        out[self.pos[sel]] = self.value[sel]
+        return out
+
+
+def run_fractions(grid: Grid, geometry: CountryGeometry, runs: Runs) -> BoundaryFractions:
+    """The cells of one country's ``runs`` (sorted by tile id, disjoint) that are not
+    provably ``within`` G (:func:`boundary_candidates`), with their fractions, numbered by
+    position in the runs' cell stream. Every other cell of the runs reads exactly 1.0
+    (docs/CONTRACT.md §10.3)."""
+    keep = runs.col1 > runs.col0
+    row, c0, c1 = runs.row[keep], runs.col0[keep], runs.col1[keep]
+    if row.size == 0:
+        return BoundaryFractions.empty()
+    cand = boundary_candidates(grid, geometry, row)
+    start = row * grid.ncols + c0
+    stop = row * grid.ncols + c1
+    i = np.searchsorted(start, cand, side="right") - 1
+    ok = i >= 0
+    ok[ok] = cand[ok] < stop[i[ok]]
+    cand, i = cand[ok], i[ok]
+    before = np.concatenate([[0], np.cumsum(c1 - c0)[:-1]])
+    pos = before[i] + (cand - start[i])
+    r, c = np.divmod(cand, grid.ncols)
+    return BoundaryFractions(pos.astype(np.int64), cell_fractions(grid, geometry, r, c))

@@ -16,6 +16,7 @@ from tileindex.contract import DatasetDictionary, check_parameter_hash
 from tileindex.errors import ConfigError, InputFileError
 
 __all__ = [
+    "COVERAGE_DATASET",
     "DATASETS",
     "MAX_PARTS",
     "ROWS_PER_ROW_GROUP",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 DATASETS = ("tile_index", "tile_bounds")
+# published beside DATASETS by a build with coverage (docs/CONTRACT.md §10.3)
+COVERAGE_DATASET = "tile_coverage"
 ROWS_PER_ROW_GROUP = 1 << 20
 ROW_GROUPS_PER_FILE = 8
 _PART_DIGITS = 5

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from tileindex.cache import MaskCache
@@ -34,13 +35,20 @@ from tileindex.contract import (
 from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
 )
+from tileindex.coverage import BoundaryFractions
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import ExecutorSpec, Job, TaskRunner
 from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
 from tileindex.grid import Grid, MaskCounts, Runs
 from tileindex.inputs import layer_key_list, read_country_layer, read_grid, read_iso_list
-from tileindex.layout import DATASETS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
+from tileindex.layout import (
+    COVERAGE_DATASET,
+    DATASETS,
+    ROW_GROUPS_PER_FILE,
+    ROWS_PER_ROW_GROUP,
+    part_name,
+)
 from tileindex.metrics import RunMetrics
 from tileindex.plan import WorkUnit, execution_order, plan_countries, plan_parts
 from tileindex.predicates import check_predicate
@@ -49,6 +57,7 @@ from tileindex.report import (
     ResourceMeter,
     RunReport,
     country_summary,
+    exact_sum,
     ingress_versions,
     pat_counters,
     rfc3339_utc,
@@ -63,6 +72,7 @@ from tileindex.shards import (
     staging_dir,
 )
 from tileindex.tasks import (
+    COVERAGE_ENGINES,
     ENGINES,
     PartResult,
     UnitResult,
@@ -120,6 +130,12 @@ class _Options:
     rows_per_row_group: int
     row_groups_per_file: int
     key_column: str = DEFAULT_KEY_COLUMN
+    coverage: bool = False  # docs/CONTRACT.md §10.3
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets this build publishes."""
+        return DATASETS + ((COVERAGE_DATASET,) if self.coverage else ())
 
 
 def build(
@@ -141,6 +157,7 @@ def build(
     telemetry: Telemetry | None = None,
     rows_per_row_group: int = ROWS_PER_ROW_GROUP,
     row_groups_per_file: int = ROW_GROUPS_PER_FILE,
+    coverage: bool = False,
 ) -> BuildResult:
     """Build and publish the tile index of every country in the ISO list.
 
@@ -206,6 +223,12 @@ def build(
     rows_per_row_group, row_groups_per_file
         The part file layout. They change the bytes: keep the defaults unless you
         know why.
+    coverage
+        Also publish ``tile_coverage``: the exact coverage fraction of every row of
+        ``tile_index`` (docs/CONTRACT.md §10.3), its receipt in the run report and each
+        country's ``coverage_area_fraction_sum``. It enters the parameter hash; the
+        ``tile_index`` and ``tile_bounds`` bytes are those of the build without it.
+        Needs the ``fast`` engine and a dictionary with a ``tile_coverage`` template.
 
     Returns
     -------
@@ -246,6 +269,8 @@ def build(
     if parameter_hash is not None:
         check_parameter_hash(parameter_hash)
     paths_dict = DatasetDictionary.load(dictionary)
+    if coverage:
+        _check_coverage_options(engine, paths_dict)
     out = Path(out)
     if rows_per_row_group < 1 or row_groups_per_file < 1:
         raise ConfigError("rows_per_row_group and row_groups_per_file must be positive")
@@ -260,6 +285,7 @@ def build(
         rows_per_row_group,
         row_groups_per_file,
         key_column,
+        coverage,
     )
 
     phash = parameter_hash
@@ -276,11 +302,12 @@ def build(
             iso=iso_list.digest, countries=layer.digest, raster=grid_in.digest
         )
         phash = phash or derive_parameter_hash(
-            predicate, digests, grid.to_json(), key_column=key_column
+            predicate, digests, grid.to_json(), key_column=key_column, coverage=coverage
         )
-        paths = {key: paths_dict.path(key, out, phash) for key in paths_dict.templates}
+        keys = [k for k in paths_dict.templates if coverage or k != COVERAGE_DATASET]
+        paths = {key: paths_dict.path(key, out, phash) for key in keys}
         # what the evidence records: paths relative to the output root, never the root
-        relative = {key: paths_dict.relative(key, phash) for key in paths_dict.templates}
+        relative = {key: paths_dict.relative(key, phash) for key in keys}
         events = JsonLinesTelemetry(paths["event_log"], progress=False)
         return _run(
             grid=grid,
@@ -314,6 +341,16 @@ def build(
         raise _logged(err, phash, paths_dict, out, tele) from exc
     except TileIndexError as exc:
         raise _logged(exc, phash, paths_dict, out, tele) from None
+
+
+def _check_coverage_options(engine: str, paths: DatasetDictionary) -> None:
+    """docs/CONTRACT.md §10.3: coverage needs an engine that provides it and a path."""
+    if engine not in COVERAGE_ENGINES:
+        raise ConfigError(
+            f"--coverage needs the {' or '.join(COVERAGE_ENGINES)} engine, not {engine!r} "
+            "(the legacy engine has no coverage path); drop --engine or --coverage"
+        )
+    paths.require(COVERAGE_DATASET, "--coverage")
 
 
 def _logged(
@@ -373,19 +410,31 @@ def _run(
             for code in codes:  # countries without units are done only now
                 if code not in by_code:
                     by_code[code] = _summary(
-                        code, [], grid, geometries[code] is not None, options.key_column
+                        code,
+                        [],
+                        grid,
+                        geometries[code] is not None,
+                        options.key_column,
+                        options.coverage,
                     )
                     tele.on_country_done(by_code[code])
                 summaries.append(by_code[code])
             runs = _run_table(codes, units, results)
             check_runs(grid, runs, codes)
-            for name in DATASETS:
+            fractions = _fraction_table(results) if options.coverage else None
+            for name in options.datasets:
                 (stage / name).mkdir(parents=True)
-            parts = _encode_all(runner, grid, options, codes, runs, stage, tele)
+            parts = _encode_all(runner, grid, options, codes, runs, stage, tele, fractions)
+            del fractions
         rows_emitted = runs.cells
         meter.sample()
         # the evidence is complete before anything becomes visible
         receipt = determinism_receipt(stage / "tile_index", relative["tile_index"])
+        coverage_receipt = (
+            determinism_receipt(stage / COVERAGE_DATASET, relative[COVERAGE_DATASET])
+            if options.coverage
+            else None
+        )
         usage = meter.sample()
         pat = pat_counters(
             usage,
@@ -413,18 +462,18 @@ def _run(
             outputs=dict(relative),
             grid_transform=grid.transform,
             key_column=options.key_column,
+            coverage_receipt=coverage_receipt,
         )
-        # tile_bounds first: tile_index (whose receipt is the run's identity) lands last
-        outcome_bounds, outcome_index = publish_partitions(
-            [
-                (stage / "tile_bounds", paths["tile_bounds"]),
-                (stage / "tile_index", paths["tile_index"]),
-            ]
+        # tile_bounds (and tile_coverage) first: tile_index, whose receipt is the run's
+        # identity, lands last; all are checked for E010 before any is renamed
+        order = [n for n in ("tile_bounds", COVERAGE_DATASET) if n in options.datasets]
+        outcomes = publish_partitions(
+            [(stage / name, paths[name]) for name in [*order, "tile_index"]]
         )
     finally:
         discard_staging(stage)
 
-    outcome = "identical" if outcome_index == outcome_bounds == "identical" else "published"
+    outcome = "identical" if all(o == "identical" for o in outcomes) else "published"
     if outcome == "published" or not paths["run_report"].exists():
         write_jsonl_atomic(paths["country_summaries"], summaries)
         write_json_atomic(paths["run_report"], report)
@@ -494,6 +543,7 @@ def _mask_all(
             options.predicate,
             options.engine,
             options.cache_dir,
+            options.coverage,
         )
         label = f"unit {unit.unit_id} ({unit.country_iso} rows {unit.row_start}-{unit.row_stop})"
         jobs.append(Job(unit.unit_id, mask_unit, args, label))
@@ -508,7 +558,9 @@ def _mask_all(
         done.setdefault(code, []).append(res)
         left[code] -= 1
         if left[code] == 0:
-            summaries[code] = _summary(code, done.pop(code), grid, True, options.key_column)
+            summaries[code] = _summary(
+                code, done.pop(code), grid, True, options.key_column, options.coverage
+            )
             tele.on_country_done(summaries[code])
 
     results = runner.run(jobs, on_result)
@@ -516,16 +568,30 @@ def _mask_all(
 
 
 def _summary(
-    code: str, results: Sequence[UnitResult], grid: Grid, has_geometry: bool, key_column: str
+    code: str,
+    results: Sequence[UnitResult],
+    grid: Grid,
+    has_geometry: bool,
+    key_column: str,
+    coverage: bool,
 ) -> CountrySummary:
     ordered = sorted(results, key=lambda r: r.unit_id)
+    counts = sum((r.counts for r in ordered), MaskCounts())
+    coverage_sum = None
+    if coverage:
+        # docs/CONTRACT.md §10.3: interior cells count 1 each, boundary cells their
+        # fraction; the exact sum, rounded once, so no order or split can change a bit
+        boundary = [r.fractions.value for r in ordered if r.fractions is not None]
+        values = np.concatenate(boundary) if boundary else np.empty(0)
+        coverage_sum = exact_sum(values, ones=counts.cells_included - values.size)
     return country_summary(
         code,
         [r.runs for r in ordered],
-        sum((r.counts for r in ordered), MaskCounts()),
+        counts,
         grid,
         has_geometry=has_geometry,
         key_column=key_column,
+        coverage_sum=coverage_sum,
     )
 
 
@@ -539,6 +605,17 @@ def _run_table(
     )
 
 
+def _fraction_table(results: Sequence[UnitResult]) -> BoundaryFractions:
+    """The boundary fractions of every unit, numbered by position in the run table
+    (units in unit order, as :func:`_run_table` concatenates them)."""
+    parts, offset = [], 0
+    for r in results:
+        if r.fractions is not None:
+            parts.append((offset, r.fractions))
+        offset += r.runs.cells
+    return BoundaryFractions.concat(parts)
+
+
 def _encode_all(
     runner: TaskRunner,
     grid: Grid,
@@ -547,6 +624,7 @@ def _encode_all(
     runs: Runs,
     stage: Path,
     tele: Telemetry,
+    fractions: BoundaryFractions | None = None,
 ) -> list[PartResult]:
     rows_per_file = options.rows_per_row_group * options.row_groups_per_file
     tasks = plan_parts(runs.cells, rows_per_file)
@@ -564,6 +642,7 @@ def _encode_all(
                 stage,
                 options.rows_per_row_group,
                 options.row_groups_per_file,
+                fractions.slice(task.row_start, task.row_stop) if fractions is not None else None,
                 options.key_column,
             ),
             f"part {task.part_index} (rows {task.row_start}-{task.row_stop})",
@@ -573,7 +652,7 @@ def _encode_all(
 
     def verify(key: Hashable, part: PartResult) -> str | None:
         """The staged files must still hold the bytes the worker wrote (SHA-256)."""
-        for name in DATASETS:
+        for name in options.datasets:
             path = stage / name / part_name(part.part_index)
             if sha256_file(path) != part.sha256[name]:
                 return f"{path} does not match the checksum it was written with"

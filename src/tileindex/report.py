@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from tileindex.contract import CONTRACT_VERSION, DEFAULT_KEY_COLUMN
 from tileindex.fsio import write_atomic
 from tileindex.grid import Grid, MaskCounts, Runs
@@ -60,6 +63,8 @@ class CountrySummary:
     tile_id_max: int | None
     notes: tuple[str, ...] = ()
     key_column: str = DEFAULT_KEY_COLUMN
+    # docs/CONTRACT.md §10.3: the sum of the country's coverage fractions, with coverage only
+    coverage_area_fraction_sum: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -67,6 +72,8 @@ class CountrySummary:
         out["notes"] = list(self.notes)
         if self.key_column != DEFAULT_KEY_COLUMN:  # the key field first, under its name
             out = {self.key_column: out.pop("country_iso"), **out}
+        if self.coverage_area_fraction_sum is None:  # a build without coverage: as before
+            del out["coverage_area_fraction_sum"]
         return out
 
     @classmethod
@@ -83,7 +90,35 @@ class CountrySummary:
             tile_id_max=doc["tile_id_max"],
             notes=tuple(doc.get("notes", ())),
             key_column=key_column,
+            coverage_area_fraction_sum=doc.get("coverage_area_fraction_sum"),
         )
+
+
+def exact_sum(values: npt.ArrayLike, ones: int = 0) -> float:
+    """``ones + sum(values)`` (finite float64s), correctly rounded from the exact sum.
+
+    Every float64 is an integer multiple of 2^-1074, so the sum is computed exactly in
+    integers (per binary exponent, the 53-bit mantissas split into halves so the NumPy
+    sums cannot overflow) and rounded once. The result does not depend on the order or
+    grouping of the values: a country's sum is bit-identical for any worker count, chunk
+    size or unit split (docs/CONTRACT.md §10.3).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    total = int(ones) << 1200
+    if v.size:
+        if not np.isfinite(v).all():
+            raise ValueError("exact_sum needs finite values")
+        mant, exp = np.frexp(v)
+        m = np.rint(np.ldexp(mant, 53)).astype(np.int64)  # exact: |m| < 2^53
+        order = np.argsort(exp, kind="stable")
+        exp, m = exp[order], m[order]
+        starts = np.flatnonzero(np.r_[True, exp[1:] != exp[:-1]])
+        hi = np.add.reduceat(m >> 26, starts)
+        lo = np.add.reduceat(m & ((1 << 26) - 1), starts)
+        for e, h, low in zip(exp[starts].tolist(), hi.tolist(), lo.tolist(), strict=True):
+            # value = m * 2^(e - 53); scaled by 2^1200 so every term is an integer
+            total += ((h << 26) + low) << (e - 53 + 1200)
+    return total / (1 << 1200)
 
 
 def country_summary(
@@ -94,6 +129,7 @@ def country_summary(
     *,
     has_geometry: bool,
     key_column: str = DEFAULT_KEY_COLUMN,
+    coverage_sum: float | None = None,
 ) -> CountrySummary:
     """The summary of ``code`` from its units' runs (in unit order, so the first run is
     the country's lowest tile id and the last its highest) and their summed counts."""
@@ -114,6 +150,7 @@ def country_summary(
         tile_id_max=int(grid.tile_id(last.row[-1], last.col1[-1] - 1)) if last else None,
         notes=notes,
         key_column=key_column,
+        coverage_area_fraction_sum=coverage_sum,
     )
 
 
@@ -169,6 +206,8 @@ class RunReport:
     grid_transform: tuple[float, ...] = ()
     contract_version: str = CONTRACT_VERSION
     key_column: str = DEFAULT_KEY_COLUMN  # docs/CONTRACT.md §10.1
+    # docs/CONTRACT.md §10.3: the receipt of tile_coverage, with coverage only
+    coverage_receipt: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if sorted(self.ingress_versions) != sorted(INGRESS_KEYS):
@@ -185,6 +224,15 @@ class RunReport:
             )
 
     def to_json(self) -> dict[str, Any]:
+        out = self._core_json()
+        if self.coverage_receipt is not None:  # a build without coverage: as before
+            out["coverage_receipt"] = {
+                "partition_path": self.coverage_receipt["partition_path"],
+                "sha256_hex": self.coverage_receipt["sha256_hex"],
+            }
+        return out
+
+    def _core_json(self) -> dict[str, Any]:
         return {
             "parameter_hash": self.parameter_hash,
             "predicate": self.predicate,
@@ -224,6 +272,9 @@ class RunReport:
             grid_transform=tuple(doc.get("grid_transform", ())),
             contract_version=doc.get("contract_version", CONTRACT_VERSION),
             key_column=doc.get("key_column", DEFAULT_KEY_COLUMN),
+            coverage_receipt=(
+                dict(doc["coverage_receipt"]) if doc.get("coverage_receipt") is not None else None
+            ),
         )
 
 
@@ -373,6 +424,7 @@ __all__ = [
     "RunReport",
     "WorkerStats",
     "country_summary",
+    "exact_sum",
     "ingress_versions",
     "open_files_now",
     "pat_counters",

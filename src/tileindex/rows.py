@@ -9,6 +9,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from tileindex.contract import DEFAULT_KEY_COLUMN, tile_bounds_schema, tile_index_schema
+from tileindex.coverage import BoundaryFractions
 from tileindex.errors import (
     AreaNonPositiveError,
     BoundsError,
@@ -204,4 +205,16 @@ def _build(
     return index, bounds
 
 
-__all__ = ["DEFAULT_MAX_ROWS", "check_runs", "iter_batches"]
+def coverage_batch(
+    index: pa.RecordBatch, fractions: BoundaryFractions, schema: pa.Schema
+) -> pa.RecordBatch:
+    """The ``tile_coverage`` batch of a ``tile_index`` batch: its key columns, and 1.0
+    for every cell but the boundary cells of ``fractions`` (numbered from the batch's
+    first row), docs/CONTRACT.md §10.3."""
+    values = fractions.dense(index.num_rows)
+    return pa.RecordBatch.from_arrays(
+        [index.column(0), index.column(1), pa.array(values, pa.float64())], schema=schema
+    )
+
+
+__all__ = ["DEFAULT_MAX_ROWS", "check_runs", "coverage_batch", "iter_batches"]

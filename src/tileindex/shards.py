@@ -17,15 +17,31 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tileindex.contract import DEFAULT_KEY_COLUMN, tile_bounds_schema, tile_index_schema
+from tileindex.contract import (
+    DEFAULT_KEY_COLUMN,
+    tile_bounds_schema,
+    tile_coverage_schema,
+    tile_index_schema,
+)
 from tileindex.errors import ImmutablePartitionError
 from tileindex.fsio import fsync_dir, fsync_file, fsync_tree, iter_tree, make_dirs
-from tileindex.layout import DATASETS, MAX_PARTS, ROW_GROUPS_PER_FILE, ROWS_PER_ROW_GROUP, part_name
+from tileindex.layout import (
+    COVERAGE_DATASET,
+    DATASETS,
+    MAX_PARTS,
+    ROW_GROUPS_PER_FILE,
+    ROWS_PER_ROW_GROUP,
+    part_name,
+)
 
 log = logging.getLogger(__name__)
 
 STAGING_DIRNAME = ".tileindex-staging"
-_SCHEMAS = {"tile_index": tile_index_schema, "tile_bounds": tile_bounds_schema}
+_SCHEMAS = {
+    "tile_index": tile_index_schema,
+    "tile_bounds": tile_bounds_schema,
+    COVERAGE_DATASET: tile_coverage_schema,
+}
 _MAX_ROW_GROUP = 64 * 1024 * 1024  # parquet-cpp splits longer row groups on its own
 
 # Every writer option is pinned here, none left to library defaults, so that the bytes
@@ -81,6 +97,17 @@ PARQUET_OPTIONS: Mapping[str, Mapping[str, Any]] = {
             "min_lon_deg": "BYTE_STREAM_SPLIT",
             "max_lon_deg": "BYTE_STREAM_SPLIT",
             "centroid_lon_deg": "BYTE_STREAM_SPLIT",
+        },
+    },
+    # docs/CONTRACT.md §10.3. Most fractions are exactly 1.0 (interior cells): split
+    # bytes make long runs of identical bytes that zstd folds to almost nothing, while
+    # a dictionary would overflow on the boundary cells' distinct values.
+    COVERAGE_DATASET: {
+        **_COMMON_OPTIONS,
+        "use_dictionary": ["country_iso"],
+        "column_encoding": {
+            "tile_id": "DELTA_BINARY_PACKED",
+            "coverage_fraction": "BYTE_STREAM_SPLIT",
         },
     },
 }
@@ -211,6 +238,8 @@ class DatasetWriter:
         rows_per_row_group: int = ROWS_PER_ROW_GROUP,
         row_groups_per_file: int = ROW_GROUPS_PER_FILE,
         key_column: str = DEFAULT_KEY_COLUMN,
+        *,
+        coverage: bool = False,
     ) -> None:
         if not (1 <= rows_per_row_group <= _MAX_ROW_GROUP and row_groups_per_file >= 1):
             raise ValueError(
@@ -227,6 +256,14 @@ class DatasetWriter:
             folder.mkdir(parents=True, exist_ok=False)
             self._parts[name] = _PartWriter(
                 folder, name, rows_per_row_group, row_groups_per_file, key_column
+            )
+        self.coverage_schema = tile_coverage_schema(key_column) if coverage else None
+        if self.coverage_schema is not None:
+            # the third dataset, row for row with tile_index (docs/CONTRACT.md §10.3)
+            folder = self.staging_root / COVERAGE_DATASET
+            folder.mkdir(parents=True, exist_ok=False)
+            self._parts[COVERAGE_DATASET] = _PartWriter(
+                folder, COVERAGE_DATASET, rows_per_row_group, row_groups_per_file, key_column
             )
         self._closed = False
 
@@ -248,14 +285,27 @@ class DatasetWriter:
         """The staging folder of dataset ``name`` (``tile_index`` or ``tile_bounds``)."""
         return self._parts[name].folder
 
-    def write(self, index_batch: pa.RecordBatch, bounds_batch: pa.RecordBatch) -> None:
+    def write(
+        self,
+        index_batch: pa.RecordBatch,
+        bounds_batch: pa.RecordBatch,
+        coverage_batch: pa.RecordBatch | None = None,
+    ) -> None:
         if self._closed:
             raise ValueError("DatasetWriter is closed")
         _check_pair(index_batch, bounds_batch, self.key_column)
+        if (coverage_batch is None) != (self.coverage_schema is None):
+            raise ValueError(
+                "a coverage batch is needed exactly when the writer was opened with coverage"
+            )
+        if coverage_batch is not None:
+            _check_coverage(index_batch, coverage_batch, self.coverage_schema)
         if index_batch.num_rows == 0:
             return
         self._parts["tile_index"].push(index_batch)
         self._parts["tile_bounds"].push(bounds_batch)
+        if coverage_batch is not None:
+            self._parts[COVERAGE_DATASET].push(coverage_batch)
 
     def close(self) -> None:
         if self._closed:
@@ -295,6 +345,17 @@ def _check_pair(index: pa.RecordBatch, bounds: pa.RecordBatch, key_column: str) 
         index.column(0).equals(bounds.column(0)) and index.column(1).equals(bounds.column(1))
     ):
         raise ValueError("tile_index and tile_bounds batches do not hold the same keys")
+
+
+def _check_coverage(
+    index: pa.RecordBatch, coverage: pa.RecordBatch, schema: pa.Schema | None
+) -> None:
+    if schema is None or not coverage.schema.equals(schema):
+        raise ValueError(f"tile_coverage batch has schema {coverage.schema}, not {schema}")
+    if index.num_rows != coverage.num_rows or not (
+        index.column(0).equals(coverage.column(0)) and index.column(1).equals(coverage.column(1))
+    ):
+        raise ValueError("tile_index and tile_coverage batches do not hold the same keys")
 
 
 # -- staging and publishing -----------------------------------------------------------

@@ -18,19 +18,24 @@ import numpy as np
 from tileindex import faults, kernel, legacy
 from tileindex.cache import MaskCache, unit_key
 from tileindex.contract import DEFAULT_KEY_COLUMN
+from tileindex.coverage import BoundaryFractions, run_fractions
 from tileindex.errors import ConfigError
 from tileindex.fsio import sha256_file
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import ChunkMask, Grid, MaskCounts, Runs, Window
-from tileindex.layout import DATASETS, part_name
+from tileindex.layout import COVERAGE_DATASET, DATASETS, part_name
 from tileindex.plan import PartTask, WorkUnit
 from tileindex.report import WorkerStats, open_files_now, peak_rss_bytes
-from tileindex.rows import iter_batches
+from tileindex.rows import coverage_batch, iter_batches
 from tileindex.shards import DatasetWriter
 
 MaskFn = Callable[[Grid, Window, CountryGeometry, str], ChunkMask]
 
 ENGINES: dict[str, MaskFn] = {"fast": kernel.mask_chunk, "legacy": legacy.mask_chunk}
+# engines whose builds can publish tile_coverage (docs/CONTRACT.md §10.3): the fractions
+# come from tileindex.coverage, whose exactness argument is tied to the fast kernel's
+# runs; the legacy engine is the per-cell reference and has no fraction path of its own
+COVERAGE_ENGINES = ("fast",)
 
 
 def get_engine(name: str) -> MaskFn:
@@ -55,13 +60,15 @@ def _stats(t0: float, cpu0: float) -> WorkerStats:
 @dataclass(frozen=True, eq=False)
 class UnitResult:
     """A unit's included cells (one country's runs, sorted by tile id) and its counts;
-    ``cached`` says the runs came from the mask cache."""
+    ``cached`` says the runs came from the mask cache. With coverage, ``fractions`` holds
+    the fractions of the unit's boundary cells, numbered by position in its runs."""
 
     unit_id: int
     runs: Runs
     counts: MaskCounts
     stats: WorkerStats
     cached: bool = False
+    fractions: BoundaryFractions | None = None
 
 
 # the last few countries' prepared geometries, so a worker builds GEOS indexes once per
@@ -85,34 +92,59 @@ def mask_unit(
     predicate: str,
     engine: str,
     cache_dir: str | None = None,
+    coverage: bool = False,
     attempt: int = 1,
 ) -> UnitResult:
     """Mask every chunk (``unit.chunk``) of the unit and merge the runs.
 
     ``token`` identifies the country geometry (its digest); with ``cache_dir`` the runs
-    are looked up in, and stored to, the mask cache under a key built from it.
+    are looked up in, and stored to, the mask cache under a key built from it. With
+    ``coverage`` the fractions of the runs' boundary cells are computed too (from cached
+    runs as well: the cache holds runs only).
     """
     t0, cpu0 = time.perf_counter(), time.process_time()
     faults.before("unit", unit.unit_id, attempt)
     cache = MaskCache(Path(cache_dir)) if cache_dir else None
     key = unit_key(token, grid, predicate, unit.windows) if cache else ""
     hit = cache.get(key) if cache else None
-    if hit is not None:
-        return UnitResult(unit.unit_id, *hit, stats=_stats(t0, cpu0), cached=True)
-    mask = get_engine(engine)
     geom = _cached(token, country)
-    chunks = [
-        mask(grid, chunk, geom, predicate)
-        for w in unit.windows
-        for chunk in grid.chunks(w, unit.chunk.rows, unit.chunk.cols)
-    ]
-    # the windows are disjoint and the chunks tile them, so the chunks' runs only need
-    # putting in tile id order
-    runs = Runs.concat(chunks).sorted()
-    counts = sum((x.counts for x in chunks), MaskCounts())
-    if cache is not None:
-        cache.put(key, runs, counts)
-    return UnitResult(unit.unit_id, runs, counts, stats=_stats(t0, cpu0))
+    if hit is not None:
+        runs, counts = hit
+    else:
+        mask = get_engine(engine)
+        chunks = [
+            mask(grid, chunk, geom, predicate)
+            for w in unit.windows
+            for chunk in grid.chunks(w, unit.chunk.rows, unit.chunk.cols)
+        ]
+        # the windows are disjoint and the chunks tile them, so the chunks' runs only
+        # need putting in tile id order
+        runs = Runs.concat(chunks).sorted()
+        counts = sum((x.counts for x in chunks), MaskCounts())
+        if cache is not None:
+            cache.put(key, runs, counts)
+    fractions = unit_fractions(grid, geom, runs, unit.chunk.rows) if coverage else None
+    return UnitResult(
+        unit.unit_id, runs, counts, _stats(t0, cpu0), cached=hit is not None, fractions=fractions
+    )
+
+
+def unit_fractions(
+    grid: Grid, country: CountryGeometry, runs: Runs, block_rows: int
+) -> BoundaryFractions:
+    """The boundary cells' fractions of a unit's runs (docs/CONTRACT.md §10.3), computed
+    ``block_rows`` rows at a time so memory stays O(chunk): the (segment x row) pairs of
+    one block, as in the kernel."""
+    if len(runs) == 0:
+        return BoundaryFractions.empty()
+    first = int(runs.row[0])
+    cells = np.concatenate([[0], np.cumsum(runs.col1 - runs.col0)])
+    parts = []
+    for r in range(first, int(runs.row[-1]) + 1, max(1, block_rows)):
+        lo, hi = np.searchsorted(runs.row, [r, r + block_rows], side="left")
+        if hi > lo:
+            parts.append((int(cells[lo]), run_fractions(grid, country, runs.take(slice(lo, hi)))))
+    return BoundaryFractions.concat(parts)
 
 
 @dataclass(frozen=True)
@@ -136,11 +168,14 @@ def encode_part(
     staging: Path,
     rows_per_row_group: int,
     row_groups_per_file: int,
+    fractions: BoundaryFractions | None = None,
     key_column: str = DEFAULT_KEY_COLUMN,
     attempt: int = 1,
 ) -> PartResult:
     """Expand the runs of one part's rows (``runs.country`` indexes ``codes``) and write
-    that part of both datasets, whose first column is named ``key_column``.
+    that part of both datasets, whose first column is named ``key_column``, and of
+    ``tile_coverage`` when ``fractions`` (the part's boundary cells, numbered from its
+    first row) are given.
 
     A part file's bytes depend only on its rows and the writer settings, so writing
     each part on its own gives the bytes one streaming writer would write.
@@ -150,18 +185,31 @@ def encode_part(
     scratch = staging / "tasks" / f"{task.part_index:05d}"
     if scratch.exists():  # left by an earlier attempt of this task
         shutil.rmtree(scratch)
-    with DatasetWriter(scratch, rows_per_row_group, row_groups_per_file, key_column) as writer:
+    with DatasetWriter(
+        scratch,
+        rows_per_row_group,
+        row_groups_per_file,
+        key_column,
+        coverage=fractions is not None,
+    ) as writer:
         bounds = np.flatnonzero(np.diff(runs.country)) + 1
+        done = 0  # rows of this part written so far
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(runs)], strict=True):
             if hi <= lo:
                 continue
             iso = codes[int(runs.country[lo])]
             part = runs.take(slice(lo, hi))
-            for pair in iter_batches(grid, iso, predicate, part, key_column=key_column):
-                writer.write(*pair)
+            for index, bound in iter_batches(grid, iso, predicate, part, key_column=key_column):
+                cov = None
+                if fractions is not None and writer.coverage_schema is not None:
+                    here = fractions.slice(done, done + index.num_rows)
+                    cov = coverage_batch(index, here, writer.coverage_schema)
+                writer.write(index, bound, cov)
+                done += index.num_rows
     size = 0
     digests = {}
-    for name in DATASETS:
+    names = DATASETS + ((COVERAGE_DATASET,) if fractions is not None else ())
+    for name in names:
         (written,) = writer.files[name]
         final = staging / name / part_name(task.part_index)
         size += written.stat().st_size

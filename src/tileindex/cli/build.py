@@ -9,6 +9,7 @@ import click
 from tileindex.cache import default_cache_dir
 from tileindex.cli.errors import clean_errors
 from tileindex.cli.options import (
+    coverage_option,
     dictionary_option,
     layer_input_options,
     metrics_out_option,
@@ -31,6 +32,7 @@ from tileindex.pipeline import build as run_build
 @layer_input_options
 @out_written_option("the output root; datasets, reports and the event log go below it.")
 @predicate_option()
+@coverage_option
 @click.option(
     "--engine",
     type=click.Choice(sorted(ENGINES)),
@@ -83,6 +85,7 @@ def build(
     raster: Path,
     out: Path,
     predicate: str,
+    coverage: bool,
     engine: str,
     chunk_size: str,
     workers: int | None,
@@ -122,6 +125,7 @@ def build(
             parameter_hash=parameter_hash,
             dictionary=dictionary,
             telemetry=tele,
+            coverage=coverage,
         )
     print_build_summary(result)
     if metrics_out is not None and result.metrics is not None:

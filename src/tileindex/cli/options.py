@@ -31,6 +31,8 @@ of each command says which (``Written:`` or ``Read:``).
 --metrics-out FILE    written: run metrics in Prometheus text format (and FILE.json).
 --json                print the result as JSON on stdout.
 -q, --quiet           no progress display on stderr.
+--coverage            build: also publish tile_coverage, the exact fraction of every
+                      cell covered by its country (docs/CONTRACT.md §10.3).
 --window, --samples, --seed
                       validate, parity: the side in cells, number and seed of the
                       windows re-decided by the legacy engine.
@@ -72,6 +74,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 __all__ = [
     "ContractValue",
     "OptionError",
+    "coverage_option",
     "dictionary_option",
     "input_options",
     "json_option",
@@ -411,6 +414,18 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")(fn)
+
+
+def coverage_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--coverage`` (docs/CONTRACT.md §10.3)."""
+    return click.option(
+        "--coverage",
+        is_flag=True,
+        help="Also publish tile_coverage: for every row of tile_index, the exact fraction "
+        "of the cell's area (in lon/lat degrees) that lies in the country; 1.0 exactly "
+        "iff the whole cell does. Enters the parameter hash; tile_index and tile_bounds "
+        "keep their bytes.",
+    )(fn)
 
 
 def window_options(window: int, samples: int, samples_help: str, min_samples: int = 0) -> Decorator:

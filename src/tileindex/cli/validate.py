@@ -30,6 +30,14 @@ from tileindex.validate import ValidationResult, validate_partition
     is_flag=True,
     help="Also re-decide every cell of every country with the legacy engine (slow).",
 )
+@click.option(
+    "--coverage-samples",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="With a tile_coverage partition: cells per country and kind (below 1.0, and 1.0 "
+    "beside a boundary cell) whose fraction is re-derived with GEOS.",
+)
 @dictionary_option("the dataset dictionary YAML the build used (default: the built-in one).")
 @json_option
 @quiet_option
@@ -44,6 +52,7 @@ def validate(
     window: int,
     seed: int,
     full: bool,
+    coverage_samples: int,
     dictionary: Path | None,
     as_json: bool,
     quiet: bool,
@@ -54,9 +63,9 @@ def validate(
     ISO foreign key, tile ids, centroids, bounds, areas, the run report (receipt, input
     digests, PAT budgets) and the country summaries; re-decides every country's cells
     by an independent method and SAMPLES windows with the legacy engine (every cell
-    with --full). Every finding carries its contract code; exits 1 if there is any.
-    A region-mode build is validated with the same --key-column, --regions and --keys
-    (if the build had them).
+    with --full); checks tile_coverage when the build published it. Every finding
+    carries its contract code; exits 1 if there is any. A region-mode build is
+    validated with the same --key-column, --regions and --keys (if the build had them).
     """
 
     def progress(message: str) -> None:
@@ -76,6 +85,7 @@ def validate(
             seed=seed,
             window=window,
             full=full,
+            coverage_samples=coverage_samples,
             progress=progress,
         )
     if as_json:

@@ -33,6 +33,7 @@ COLUMN_CODES = {
     "max_lat_deg": E004,
     "centroid_lon_deg": E004,
     "centroid_lat_deg": E004,
+    "coverage_fraction": E008,  # docs/CONTRACT.md §10.3
 }
 
 EXAMPLES = 5  # findings kept per check; the rest are counted

@@ -25,7 +25,7 @@ from tileindex.contract import (
 from tileindex.errors import ConfigError, InputFileError
 from tileindex.inputs import layer_key_list, read_country_layer, read_grid, read_iso_list
 from tileindex.layout import find_parameter_hashes
-from tileindex.validate import evidence, files, inclusion
+from tileindex.validate import coverage, evidence, files, inclusion
 from tileindex.validate.axes import Axes
 from tileindex.validate.cells import CellChecks
 from tileindex.validate.findings import (
@@ -59,6 +59,7 @@ def validate_partition(
     seed: int = 0,
     window: int = 32,
     full: bool = False,
+    coverage_samples: int = 8,
     progress: Progress | None = None,
 ) -> ValidationResult:
     """Validate the tile index published under ``out`` against the three sealed inputs.
@@ -66,7 +67,9 @@ def validate_partition(
     ``parameter_hash`` picks the partition (default: the only one under ``out``).
     ``samples`` windows of ``window`` x ``window`` cells, chosen with ``seed`` on country
     boundaries, are re-decided cell by cell by the legacy engine; ``full`` re-decides
-    every cell of every country with it (slow). Raises a TileIndexError only when there
+    every cell of every country with it (slow). When the build published
+    ``tile_coverage``, it is checked too, with ``coverage_samples`` cells per country
+    and kind re-derived by GEOS (:mod:`.coverage`). Raises a TileIndexError only when there
     is nothing to validate or an input cannot be read; everything else is a Finding.
 
     A region-mode build (docs/CONTRACT.md §10.1) is validated with its ``key_column``,
@@ -109,7 +112,7 @@ def validate_partition(
         },
         key_column=key_column,
     )
-    options = _Options(samples, seed, window, full)
+    options = _Options(samples, seed, window, full, coverage_samples)
     return _Validator(target, layer.rows, options, say, t_start).run()
 
 
@@ -145,6 +148,7 @@ class _Options:
     seed: int
     window: int
     full: bool
+    coverage_samples: int = 8
 
 
 class _Validator:
@@ -243,6 +247,15 @@ class _Validator:
                     index_files, shapes, predicate, "full", counted
                 )
                 self._timed("full")
+
+        if coverage.wanted(target, report):
+            self.say("checking tile_coverage")
+            self.stats.update(
+                coverage.check(
+                    c, target, report, index_files, shapes, opts.coverage_samples, opts.seed
+                )
+            )
+            self._timed("coverage")
 
         c.close()
         self.seconds["total"] = round(time.perf_counter() - self.t_start, 3)
