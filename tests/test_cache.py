@@ -93,11 +93,28 @@ def test_keys_follow_geometry_grid_predicate_and_windows() -> None:
                 unit_key("h", grid, "center", w),
                 unit_key("g", other, "center", w),
                 unit_key("g", grid, "any_overlap", w),
+                unit_key("g", grid, "within", w),
                 unit_key("g", grid, "center", (Window(0, 11, 0, 10),)),
             }
         )
-        == 5
+        == 6
     )
+
+
+def test_within_shares_no_entry_with_the_other_predicates(inputs, tmp_path: Path) -> None:
+    # within's runs are a subset of center's: a shared entry would publish center's cells
+    cache = tmp_path / "cache"
+    for predicate in ("center", "any_overlap"):
+        build(*inputs, tmp_path / predicate, cache_dir=cache, predicate=predicate)
+    cold = build(*inputs, tmp_path / "w1", cache_dir=cache, predicate="within")
+    assert cold.metrics.cache_hits == 0
+    plain = build(*inputs, tmp_path / "w0", predicate="within")  # no cache
+    assert _receipt(cold) == _receipt(plain)
+    warm = build(
+        *inputs, tmp_path / "w2", cache_dir=cache, predicate="within", parameter_hash="3" * 64
+    )
+    assert warm.metrics.cache_hits == warm.metrics.units_total > 0
+    assert _receipt(warm) == _receipt(cold)
 
 
 def test_an_unwritable_cache_costs_the_reuse_not_the_build(inputs, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tileindex.cli.parity import parity
 from tileindex.cli.validate import validate
 from tileindex.pipeline import build
+from tileindex.predicates import PREDICATES
 
 from factories import make_inputs
 
@@ -88,7 +89,8 @@ def test_parity_prints_both_engines_side_by_side(world) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "sha256 fast" in lines[0] and "sha256 legacy" in lines[0]
-    assert sum(1 for line in lines if line.endswith("same")) == 2 * 2 * 2
+    # 2 countries x 2 windows x every predicate (the default "both" compares each)
+    assert sum(1 for line in lines if line.endswith("same")) == 2 * 2 * len(PREDICATES)
     assert "0 different" in lines[-1]
 
 

@@ -8,7 +8,8 @@
 * ``any_overlap`` from the kernel (itself tested against the legacy engine).
 
 Required: |fraction - exact| <= 1e-9, ``fraction > 0`` iff any_overlap, ``fraction ==
-1.0`` iff within, ``cells_within`` == brute force, and a cell's value independent of
+1.0`` iff within (``cells_within`` and the kernel's ``within`` alike), ``cells_within``
+== brute force, and a cell's value independent of
 the other cells asked about. The largest error seen is printed at the end of the module
 (run with ``-s`` to see it).
 """
@@ -151,6 +152,11 @@ def _any_overlap(grid: Grid, country: CountryGeometry) -> npt.NDArray[np.bool_]:
     return kernel.mask_chunk(grid, full, country, "any_overlap").to_mask()
 
 
+def _kernel_within(grid: Grid, country: CountryGeometry) -> npt.NDArray[np.bool_]:
+    full = Window(0, grid.nrows, 0, grid.ncols)
+    return kernel.mask_chunk(grid, full, country, "within").to_mask()
+
+
 def _all_cells(grid: Grid) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     rows, cols = np.divmod(np.arange(grid.nrows * grid.ncols, dtype=np.int64), grid.ncols)
     return rows, cols
@@ -170,6 +176,10 @@ def _check(grid: Grid, country: CountryGeometry) -> npt.NDArray[np.float64]:
     assert bad.size == 0, f"fraction > 0 != any_overlap at cells {bad.tolist()}\n{where}"
     bad = np.flatnonzero((frac == 1.0) != within)
     assert bad.size == 0, f"fraction == 1 != within at cells {bad.tolist()}\n{where}"
+    # the kernel's within (docs/CONTRACT.md §10.2) is the same set: the published
+    # fractions of a within build read exactly 1.0 on every row
+    bad = np.flatnonzero((frac == 1.0) != _kernel_within(grid, country).ravel())
+    assert bad.size == 0, f"fraction == 1 != kernel within at cells {bad.tolist()}\n{where}"
 
     rings = _rings(country.geom)
     for i in range(rows.size):

@@ -1,11 +1,11 @@
 """Every engine on every named edge case (tests/edge_cases.py), in every ring orientation,
-under both predicates, against cells worked out by hand.
+under every predicate, against cells worked out by hand.
 
 The engines: the fast kernel (``tileindex.kernel``), the per-cell reference
 (``tileindex.legacy``) and ``_brute_force`` below, written from docs/CONTRACT.md §3-§5
-alone in exact rational arithmetic: it shares no code with the other two (not even
-GEOS), computing centroids, cell bounds, the wrap at ±180, point-in-ring and
-box-meets-interior itself.
+and §10.2 alone in exact rational arithmetic: it shares no code with the other two (not even
+GEOS), computing centroids, cell bounds, the wrap at ±180, point-in-ring,
+box-meets-interior and box-in-G itself.
 """
 
 from __future__ import annotations
@@ -109,6 +109,15 @@ class _Shape:
         x0, y0, x1, y1 = box
         return self.center(((x0 + x1) / 2, (y0 + y1) / 2))
 
+    def covers(self, box: tuple[Fraction, ...]) -> bool:
+        # §10.2: G is the closure of its interior, so the closed box lies in G iff no
+        # boundary point lies in the open box (which is then wholly interior or wholly
+        # exterior) and its midpoint, then off the boundary, is in G.
+        if any(_segment_meets_open_box(a, b, box) for a, b in self.segments):
+            return False
+        x0, y0, x1, y1 = box
+        return self.center(((x0 + x1) / 2, (y0 + y1) / 2))
+
     def near(self, x0: float, y0: float, x1: float, y1: float) -> bool:
         """The closed box meets some part's bounding box (a sound filter before the
         exact tests: a cell far from every part neither overlaps nor holds it)."""
@@ -136,12 +145,21 @@ def _brute_force(grid: Grid, country: CountryGeometry, predicate: str) -> Result
                 hit = in_shell and shape.center(centroid)
             else:
                 x0, x1 = c + a * col, c + a * (col + 1.0)
-                hit = False
-                for lo, hi, shift in _WRAP:
-                    p0, p1 = max(x0, lo) + shift, min(x1, hi) + shift
-                    if p0 < p1 and shape.near(p0, south, p1, north):
-                        piece = tuple(Fraction(v) for v in (p0, south, p1, north))
-                        hit = hit or shape.meets_interior(piece)
+                pieces = [
+                    (max(x0, lo) + shift, min(x1, hi) + shift)
+                    for lo, hi, shift in _WRAP
+                    if max(x0, lo) < min(x1, hi)
+                ]
+                boxes = [tuple(Fraction(v) for v in (p0, south, p1, north)) for p0, p1 in pieces]
+                near = [shape.near(p0, south, p1, north) for p0, p1 in pieces]
+                if predicate == "any_overlap":
+                    hit = any(
+                        n and shape.meets_interior(b) for n, b in zip(near, boxes, strict=True)
+                    )
+                else:  # within: every piece, and a cell has at least one
+                    hit = bool(boxes) and all(
+                        n and shape.covers(b) for n, b in zip(near, boxes, strict=True)
+                    )
             if hit:
                 cells.add((row, col))
             elif in_shell:
@@ -222,7 +240,7 @@ def test_enclave_border_goes_to_the_enclave_only(engine: str) -> None:
     assert not host & enclave
 
 
-@pytest.mark.parametrize("predicate", PREDICATES)
+@pytest.mark.parametrize("predicate", ["center", "any_overlap"])
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_shared_border_goes_to_both_countries(engine: str, predicate: str) -> None:
     west, east = CASES["shared_border_west"], CASES["shared_border_east"]
@@ -231,3 +249,22 @@ def test_shared_border_goes_to_both_countries(engine: str, predicate: str) -> No
     b, _ = run(east.grid, east.country(iso="BB"), predicate)
     assert a & b == block(range(10), [4])  # column 4: centroids on x = 4.5
     assert a | b == block(range(10), range(10))
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_within_a_shared_border_cell_goes_to_neither_country(engine: str) -> None:
+    # docs/CONTRACT.md §10.2: column 4 (x 4 .. 5) is split by x = 4.5, so no country has
+    # the whole closed cell; every other cell goes to exactly one
+    west, east = CASES["shared_border_west"], CASES["shared_border_east"]
+    run = ENGINES[engine]
+    a, _ = run(west.grid, west.country(iso="AA"), "within")
+    b, _ = run(east.grid, east.country(iso="BB"), "within")
+    assert not a & b
+    assert a | b == block(range(10), range(10)) - block(range(10), [4])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_within_is_inside_center_is_inside_any_overlap(name: str) -> None:
+    # docs/CONTRACT.md §10.2, on the hand-derived cells themselves
+    case = CASES[name]
+    assert case.within <= case.center <= case.any_overlap

@@ -1,14 +1,16 @@
 """The kernel against the oracle: hypothesis-generated grids and grid-snapped polygons.
 
-Three engines decide every cell of the full grid and must agree:
+Three engines decide every cell of the full grid, under every predicate (``center``,
+``any_overlap``, ``within``), and must agree:
 
 1. ``tileindex.legacy.mask_chunk`` — the per-cell reference;
 2. ``tileindex.kernel.mask_chunk`` — the fast engine;
 3. ``_brute_force`` below — written from docs/CONTRACT.md §3-§5 alone, without grid.py's helpers
    (it recomputes centroids, cell bounds, wrapping and the split at ±180 itself).
 
-Included cells must be identical across all three, and the hole statistic identical
-between kernel, legacy and brute force. The kernel must also give the same cells
+Included cells must be identical across all three, the hole statistic identical
+between kernel, legacy and brute force, and ``within ⊆ center ⊆ any_overlap`` must hold
+cell by cell (docs/CONTRACT.md §10.2). The kernel must also give the same cells
 whatever the chunk size. On a disagreement the failure message also gives the answer
 of exact rational arithmetic (``_overlaps_exactly``), which GEOS relate does not always
 match for contacts thinner than an ulp (``_EXACT_ANY_OVERLAP``).
@@ -103,7 +105,7 @@ def _brute_force(
 
     if predicate == "center":
         included = in_part
-    else:
+    elif predicate == "any_overlap":
         # docs/CONTRACT.md §3 cell bounds; §4: a cell beyond ±180 is tested at its wrapped
         # position, so a cell straddling ±180 is cut there and each piece shifted
         x0, x1 = c + a * col, c + a * (col + 1.0)
@@ -118,7 +120,61 @@ def _brute_force(
                 else:
                     boxes = shapely.box(p0[k], south, p1[k], north)
                     included[:, k] |= shapely.relate_pattern(geom, boxes, _INTERIORS_MEET)
+    else:
+        included = _within(grid, geom, exact)
     return included, in_shell & ~included
+
+
+def _within(grid: Grid, geom: shapely.Geometry, exact: bool) -> BoolArray:
+    """docs/CONTRACT.md §10.2: every piece of the closed cell (cut at ±180 and shifted, as
+    for any_overlap) lies in G; a piece with no float strictly inside it has no area and
+    is dropped, and a cell with no piece left is not within. Decided by GEOS ``covers``
+    on a prepared copy of G (GEOS answers sub-ulp contacts differently unprepared; the
+    engines follow the prepared answer), or with ``exact`` in rational arithmetic."""
+    a, c, e, f = grid.a, grid.c, grid.e, grid.f
+    col = np.arange(grid.ncols, dtype=np.float64)
+    row = np.arange(grid.nrows, dtype=np.float64)
+    x0, x1 = c + a * col, c + a * (col + 1.0)
+    south, north = f + e * (row + 1.0), f + e * row
+    prepared = shapely.from_wkb(shapely.to_wkb(geom))
+    shapely.prepare(prepared)
+    within = np.ones((grid.nrows, grid.ncols), dtype=bool)
+    pieces = np.zeros(grid.ncols, dtype=int)
+    for lo, hi, shift in _WRAP:
+        p0 = np.maximum(x0, lo) + shift
+        p1 = np.minimum(x1, hi) + shift
+        for k in np.flatnonzero(np.nextafter(p0, np.inf) < p1):
+            pieces[k] += 1
+            if exact:
+                within[:, k] &= _within_exactly(geom, p0[k], south, p1[k], north)
+            else:
+                within[:, k] &= shapely.covers(prepared, shapely.box(p0[k], south, p1[k], north))
+    within[:, pieces == 0] = False
+    return within
+
+
+def _within_exactly(
+    geom: shapely.Geometry, x0: float, south: FloatArray, x1: float, north: FloatArray
+) -> BoolArray:
+    """Whether each closed box [x0, x1] x [south[i], north[i]] lies in a valid polygonal
+    ``geom``, in exact rational arithmetic: G is the closure of its interior, so the
+    closed box lies in G iff no boundary point lies in the open box (the open box is then
+    wholly interior or wholly exterior) and one point of it (the midpoint) is interior,
+    which GEOS point-in-polygon decides exactly for a point off the boundary."""
+    mid_x = 0.5 * (x0 + x1)
+    mid_y = 0.5 * (south + north)
+    out = shapely.contains_xy(geom, mid_x, mid_y)
+    segs = _segments(geom)
+    near = (np.minimum(segs[:, 0], segs[:, 2]) < x1) & (np.maximum(segs[:, 0], segs[:, 2]) > x0)
+    ymin = np.minimum(segs[:, 1], segs[:, 3])
+    ymax = np.maximum(segs[:, 1], segs[:, 3])
+    for i in np.flatnonzero(out).tolist():
+        rows = np.flatnonzero(near & (ymin < north[i]) & (ymax > south[i]))
+        out[i] = not any(
+            _segment_meets_open_box(segs[j], x0, float(south[i]), x1, float(north[i]))
+            for j in rows.tolist()
+        )
+    return out
 
 
 def _overlaps_exactly(
@@ -199,18 +255,25 @@ def _exact_verdicts(
     grid: Grid, country: CountryGeometry, predicate: str, cells: list[tuple[int, int, bool]]
 ) -> str:
     """The exact-arithmetic answer for the cells two engines disagree on (diagnosis)."""
-    if predicate != "any_overlap" or not cells:
+    if predicate == "center" or not cells:
         return ""
     exact, _ = _brute_force(grid, country.geom, predicate, exact=True)
     return "\nexact arithmetic includes: " + repr([bool(exact[r, k]) for r, k, _ in cells])
 
 
-def _check_engines(grid: Grid, country: CountryGeometry) -> None:
+def _check_engines(grid: Grid, country: CountryGeometry, exact_within: bool = False) -> None:
+    """All engines agree on every predicate; with ``exact_within`` the GEOS reading of
+    ``within`` must also be the exact rational one (true of every derandomized example,
+    though a contact below float resolution may split them, as for any_overlap)."""
     full = Window(0, grid.nrows, 0, grid.ncols)
+    masks = {}
     for predicate in PREDICATES:
         where = _describe(grid, country, predicate)
         _note(where)
         brute, brute_hole = _brute_force(grid, country.geom, predicate)
+        if predicate == "within" and exact_within:
+            bad = _diff(brute, _within(grid, country.geom, exact=True))
+            assert bad == [], f"GEOS != exact rational within (row, col, GEOS) {bad}\n{where}"
         ref = legacy.mask_chunk(grid, full, country, predicate)
         ref_mask = ref.to_mask()
         bad = _diff(ref_mask, brute)
@@ -227,6 +290,12 @@ def _check_engines(grid: Grid, country: CountryGeometry) -> None:
         assert fast.cells_included == ref.cells_included
         assert fast.cells_excluded_hole == ref.cells_excluded_hole, f"kernel hole count\n{where}"
         _check_runs(fast)
+        masks[predicate] = ref_mask
+    # docs/CONTRACT.md §10.2: within ⊆ center ⊆ any_overlap, cell by cell
+    for inner, outer in (("within", "center"), ("center", "any_overlap")):
+        bad = np.argwhere(masks[inner] & ~masks[outer]).tolist()
+        where = _describe(grid, country, inner)
+        assert bad == [], f"{inner} but not {outer} (row, col) {bad}\n{where}"
 
 
 def _check_runs(runs: ChunkMask) -> None:
@@ -443,7 +512,7 @@ def cases(draw: st.DrawFn, max_side: int = 40) -> tuple[Grid, CountryGeometry]:
 @_FAST
 @given(cases())
 def test_kernel_legacy_and_brute_force_agree(case: tuple[Grid, CountryGeometry]) -> None:
-    _check_engines(*case)
+    _check_engines(*case, exact_within=True)
 
 
 @settings(_FAST, max_examples=250)

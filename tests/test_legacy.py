@@ -16,7 +16,7 @@ from tileindex.geometry import CountryGeometry, country_geometry
 from tileindex.grid import ChunkMask, Grid, Window
 from tileindex.legacy import mask_chunk
 
-BOTH = ("center", "any_overlap")
+PREDICATES = ("center", "any_overlap", "within")
 
 
 def _country(*geoms: shapely.Geometry, iso: str = "AA") -> CountryGeometry:
@@ -40,7 +40,7 @@ def _cells(runs: ChunkMask) -> set[tuple[int, int]]:
 
 def test_empty_country_includes_nothing() -> None:
     country = CountryGeometry.from_geometry("XX", Polygon())
-    for predicate in BOTH:
+    for predicate in PREDICATES:
         runs = _run(G10, country, predicate)
         assert runs.cells_included == 0
         assert runs.cells_excluded_hole == 0

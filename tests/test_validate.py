@@ -53,7 +53,7 @@ def built(inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     return {p: build(*inputs, out / p, predicate=p).paths["tile_index"] for p in PREDICATES}
 
 
-PREDICATES = ("center", "any_overlap")
+PREDICATES = ("center", "any_overlap", "within")
 
 
 def _validate(root: Path, inputs: Inputs, **kwargs: object) -> ValidationResult:

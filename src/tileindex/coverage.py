@@ -84,6 +84,7 @@ import shapely
 
 from tileindex.geometry import CountryGeometry, Edges
 from tileindex.grid import ColumnSegment, FloatArray, Grid, IntArray, Runs
+from tileindex.kernel import crossing_margin
 
 __all__ = [
     "BoundaryFractions",
@@ -100,9 +101,6 @@ _EDGE = 1e-10
 # The smallest positive value of an overlapping cell (module doc).
 _TINY = float(np.finfo(np.float64).tiny)
 _BELOW_ONE = float(np.nextafter(1.0, 0.0))
-# Rounding margin of a computed crossing, relative to |x1| + |x2| + |x2 - x1| + 1: the
-# error is ~6u (|x1| + |x2 - x1|); 2^-40 keeps a margin of > 1000x.
-_MARGIN_SCALE = 2.0**-40
 _INTERIORS_MEET = "T********"
 # Prefix sums of ΔV are exact integers in units of 2^-52, mod 2^64: exact for sums below
 # 2^11 in magnitude (module doc); past _FIXED_LIMIT the float sum is used.
@@ -230,10 +228,6 @@ def _pairs(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
     i = np.repeat(np.arange(lo.size), counts)
     j = np.arange(i.size) - np.repeat(np.cumsum(counts) - counts, counts) + lo[i]
     return i, j
-
-
-def _margin(x1: FloatArray, x2: FloatArray) -> FloatArray:
-    return _MARGIN_SCALE * (np.abs(x1) + np.abs(x2) + np.abs(x2 - x1) + 1.0)
 
 
 # -- fractions --------------------------------------------------------------------------------
@@ -381,7 +375,7 @@ def _contacts(edges: Edges, q: _Query, p: _Pieces, cells: IntArray) -> _Contacts
         xa = np.where(flat, x1, x1 + (ya - y1) * slope)
         xb = np.where(flat, x2, x1 + (yb - y1) * slope)
     xlo, xhi = np.minimum(xa, xb), np.maximum(xa, xb)
-    m = _margin(x1, x2)
+    m = crossing_margin(x1, x2)  # the kernel's rounding margin
     pi, k = _pairs(
         np.searchsorted(seg.x1, xlo - m, side="left"),  # pieces with x1 >= xlo - m
         np.searchsorted(seg.x0, xhi + m, side="right"),  # pieces with x0 <= xhi + m
@@ -475,10 +469,11 @@ def boundary_candidates(grid: Grid, geometry: CountryGeometry, rows: IntArray) -
 
     Conservative by construction: per closed row strip ``[s, n]`` a segment's x-range
     there is computed from its clipped y-range and widened by the rounding margin
-    (``_margin``, > 1000x the interpolation error), and every piece whose closed x-range
-    meets that widened range is a candidate. So a cell that is *not* a candidate has no
-    boundary point of G in its closed box: the box is wholly interior or wholly exterior
-    to G, and an included cell is wholly interior, i.e. ``within``, whose fraction is
+    (``kernel.crossing_margin``, > 1000x the interpolation error), and every piece whose
+    closed x-range meets that widened range is a candidate. So a cell that is *not* a
+    candidate has no boundary point of G in its closed box: the box is wholly interior or
+    wholly exterior to G, and an included cell is wholly interior, i.e. ``within``, whose
+    fraction is
     exactly 1.0 with no arithmetic. The work is proportional to the (segment x strip)
     pairs and the candidates, i.e. it follows the boundary.
     """
@@ -501,7 +496,7 @@ def boundary_candidates(grid: Grid, geometry: CountryGeometry, rows: IntArray) -
         slope = (x2 - x1) / (y2 - y1)
         xa = np.where(flat, x1, x1 + (ya - y1) * slope)
         xb = np.where(flat, x2, x1 + (yb - y1) * slope)
-    m = _margin(x1, x2)
+    m = crossing_margin(x1, x2)
     xlo, xhi = np.minimum(xa, xb) - m, np.maximum(xa, xb) + m
     keys = []
     pieces = np.zeros(grid.ncols, dtype=np.int64)  # pieces per column

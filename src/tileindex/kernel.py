@@ -8,7 +8,7 @@ Why the result is exact
 -----------------------
 Every cell has a *test point* (its published centroid, or for the piece of a cell
 split at ±180 that does not hold the centroid, a point strictly inside that piece)
-and a *box* (the cell, or the piece, in wrapped coordinates). Both predicates reduce to
+and a *box* (the cell, or the piece, in wrapped coordinates). Every predicate reduces to
 questions about where the test point and the box lie relative to the boundary of G:
 
 * Scanline winding. For each row, every ring segment whose closed y-range contains the
@@ -43,6 +43,22 @@ questions about where the test point and the box lie relative to the boundary of
   decided by GEOS itself: ``relate(G, box) = 'T********'`` on the prepared, unclipped
   country geometry, the predicate's own definition (and the legacy engine's test).
 
+* ``within`` (docs/CONTRACT.md §10.2): the closed box B lies in G. G is a regular closed
+  set (the closure of its interior), so B ⊆ G iff no boundary point of G lies in the
+  open box and some point of the open box is in G: the open box is connected, so without
+  a boundary point it lies wholly in the interior or wholly in the exterior of G. The
+  boxes the boundary may meet at all -- the closed box, with the margin -- are the
+  ``any_overlap`` candidates above; every other box is decided by its test point
+  (interior, as above: the point is off the boundary there, so winding number or
+  ``contains_xy`` is exact). Among the candidates, a segment proven to pass through the
+  open box refutes (as for ``any_overlap``), and so does a test point strictly inside
+  the box that is not interior (if B ⊆ G its open box is interior). The rest -- boxes the
+  boundary touches without provably crossing: edges on cell edges, vertices on corners,
+  contacts at float resolution -- are decided by GEOS ``covers(G, box)`` on the
+  prepared country geometry, the predicate's definition (and the legacy engine's
+  test). A cell split at ±180 is within iff every piece is. So the work follows the
+  boundary as for ``any_overlap``, and GEOS sees only the touching boxes.
+
 No step depends on ring orientation (rings are re-oriented), chunk size or worker
 count: every decision is made per cell from the same float64 inputs.
 
@@ -70,7 +86,10 @@ BoolArray = npt.NDArray[np.bool_]
 _EPS_SCALE = 2.0**-40
 
 
-def _eps(x1: FloatArray, x2: FloatArray) -> FloatArray:
+def crossing_margin(x1: FloatArray, x2: FloatArray) -> FloatArray:
+    """The widening of an x interpolated on the segment x1 -> x2 (a crossing, or the
+    segment's x-span in a strip): more than 1000x its float64 rounding error (module
+    doc). The one home of the margin: tileindex.coverage uses it too."""
     return _EPS_SCALE * (np.abs(x1) + np.abs(x2) + np.abs(x2 - x1) + 1.0)
 
 
@@ -145,6 +164,7 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
     edges = _edges_in_rows(country.edges, rows)
     included = _Intervals.empty()
     shells = _Intervals.empty()  # test point of the centroid piece in some closed shell
+    failing = _Intervals.empty()  # within: cells with a piece not within
     for seg in grid.column_segments(window.col_start, window.col_stop):
         lay = _Layout(seg, window)
         inc, in_shell = _segment(country, edges, rows, seg, lay, predicate)
@@ -153,8 +173,14 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
             in_shell = in_shell.difference(other)
             if predicate == "center":  # center looks at the centroid only
                 inc = inc.difference(other)
+        if predicate == "within":  # every piece of the cell must be within
+            r = np.arange(h, dtype=np.int64)
+            here = lay.ranges(r, np.zeros(h, np.int64), np.full(h, seg.cols.size, np.int64))
+            failing = failing.union(here.difference(inc))
         included = included.union(inc)
         shells = shells.union(in_shell)
+    if predicate == "within":
+        included = included.difference(failing)
     hole = len(shells) - len(shells.intersection(included))
     return _chunk_mask(window, included, hole)
 
@@ -267,7 +293,7 @@ def _segment(
     horizontal = y1 == y2
     with np.errstate(divide="ignore", invalid="ignore"):
         xc = np.where(horizontal, x1, x1 + (y - y1) * (x2 - x1) / (y2 - y1))
-    eps = _eps(x1, x2)
+    eps = crossing_margin(x1, x2)
     band_lo = np.where(horizontal, np.minimum(x1, x2), xc) - eps
     band_hi = np.where(horizontal, np.maximum(x1, x2), xc) + eps
     bi, bk = _expand(
@@ -296,7 +322,7 @@ def _segment(
     if predicate == "center":
         return inside, in_shell
 
-    # -- any_overlap: boxes the boundary may meet ---------------------------------------
+    # -- any_overlap and within: boxes the boundary may meet ----------------------------
     s_lo = np.searchsorted(-rows.south, -e.ymax, side="left")  # strips with south <= ymax
     s_hi = np.searchsorted(-rows.north, -e.ymin, side="right")  # strips with north >= ymin
     si, sr = _expand(s_lo, s_hi)
@@ -309,7 +335,7 @@ def _segment(
         slope = (sx2 - sx1) / (sy2 - sy1)
         xa = np.where(flat, sx1, sx1 + (ya - sy1) * slope)
         xb = np.where(flat, sx2, sx1 + (yb - sy1) * slope)
-    seps = _eps(sx1, sx2)
+    seps = crossing_margin(sx1, sx2)
     ci, ck = _expand(
         np.searchsorted(bx1, np.minimum(xa, xb) - seps, side="left"),  # first box with x1 >= lo
         np.searchsorted(bx0, np.maximum(xa, xb) + seps, side="right"),  # boxes with x0 <= hi
@@ -334,6 +360,8 @@ def _segment(
         ),
     )
     through = in_strip & overlap
+    if predicate == "within":
+        return _within(country, inside, keys, through, rows, seg, lay), in_shell
     cand = np.unique(keys)
     cand = cand[~inside.contains(cand)]
     proven = np.isin(cand, keys[through])
@@ -345,6 +373,35 @@ def _segment(
         decided = _boundary_meets_open_box(country, boxes)
     extra = np.union1d(cand[proven], todo[decided])
     return inside.union(_Intervals.cells(extra)), in_shell
+
+
+def _within(
+    country: CountryGeometry,
+    inside: _Intervals,
+    keys: IntArray,
+    through: BoolArray,
+    rows: _Rows,
+    seg: ColumnSegment,
+    lay: _Layout,
+) -> _Intervals:
+    """Pieces wholly in G (closed): ``inside`` (exact test points) off the boxes the
+    boundary may meet; among those ``near`` boxes, a segment through the open box
+    refutes, a test point strictly inside the box and not interior refutes, and GEOS
+    ``covers`` on the prepared geometry decides the rest (module doc)."""
+    near = np.unique(keys)
+    if near.size == 0:
+        return inside
+    refuted = np.isin(near, keys[through])
+    r, k = np.divmod(near - lay.offset, lay.stride)
+    strict = (seg.x0[k] < seg.test_x[k]) & (seg.test_x[k] < seg.x1[k]) & rows.strict[r]
+    refuted |= strict & ~inside.contains(near)
+    todo = np.flatnonzero(~refuted)
+    covered = np.zeros(todo.size, dtype=bool)
+    if todo.size:
+        tr, tk = r[todo], k[todo]
+        boxes = shapely.box(seg.x0[tk], rows.south[tr], seg.x1[tk], rows.north[tr])
+        covered = _covers_box(country, boxes)
+    return inside.difference(_Intervals.cells(near)).union(_Intervals.cells(near[todo[covered]]))
 
 
 def _exact_points(
@@ -367,3 +424,10 @@ def _boundary_meets_open_box(country: CountryGeometry, boxes: npt.NDArray[np.obj
     (``T********``) on the prepared country geometry: the predicate's definition, asked
     only for the few boxes no cheaper argument settles."""
     return np.asarray(shapely.relate_pattern(country.exact.geom, boxes, "T********"), dtype=bool)
+
+
+def _covers_box(country: CountryGeometry, boxes: npt.NDArray[np.object_]) -> BoolArray:
+    """Whether G covers each closed box (every point of it in G's interior or boundary),
+    decided by GEOS ``covers`` on the prepared country geometry: the definition of
+    ``within``, asked only for boxes the boundary touches without crossing."""
+    return np.asarray(shapely.covers(country.exact.geom, boxes), dtype=bool)

@@ -31,6 +31,13 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
     ±180 is split at the antimeridian and each piece is tested at its wrapped position
     (``Grid.column_segments``); the cell is included if any piece overlaps.
 
+    ``within``: the country covers every closed piece of the cell (``covers(G, piece)``,
+    interior or boundary of G; docs/CONTRACT.md §10.2); a cell with no piece (narrower
+    than float resolution) is not within. GEOS answers ``covers`` on a prepared geometry
+    by another algorithm than on a plain one, and the two can differ on contacts below
+    float resolution; the prepared one (the kernel's) is the reference, so it is used
+    here too and the answer never depends on whether the geometry was prepared before.
+
     A cell not included whose centroid is in, or on, the shell of some part counts as
     excluded by a hole (the ``cells_excluded_hole`` statistic).
     """
@@ -47,6 +54,7 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
         shapely.prepare([shell, *holes])
         parts.append((shell, holes))
 
+    covering = country.exact.geom  # prepared (see above)
     rows = np.arange(window.row_start, window.row_stop)
     cols = np.arange(window.col_start, window.col_stop)
     lons = grid.centroid_lon(cols).tolist()
@@ -54,7 +62,7 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
     south, north = (b.tolist() for b in grid.lat_bounds(rows))
 
     pieces: dict[int, list[tuple[float, float]]] = {int(col): [] for col in cols}
-    if predicate == "any_overlap":
+    if predicate != "center":
         for seg in grid.column_segments(window.col_start, window.col_stop):
             for col, x0, x1 in zip(
                 seg.cols.tolist(), seg.x0.tolist(), seg.x1.tolist(), strict=True
@@ -70,11 +78,16 @@ def mask_chunk(grid: Grid, window: Window, country: CountryGeometry, predicate: 
                     inside and not any(hole.intersects(point) for hole in holes)
                     for inside, (_, holes) in zip(in_shells, parts, strict=True)
                 )
-            else:
+            elif predicate == "any_overlap":
                 hit = any(
                     shapely.relate_pattern(
                         country.geom, shapely.box(x0, south[i], x1, north[i]), _INTERIORS_MEET
                     )
+                    for x0, x1 in pieces[col]
+                )
+            else:
+                hit = bool(pieces[col]) and all(
+                    shapely.covers(covering, shapely.box(x0, south[i], x1, north[i]))
                     for x0, x1 in pieces[col]
                 )
             included[i, j] = hit

@@ -193,7 +193,8 @@ def build(
         The output root; datasets, reports and the event log are written below it at
         the dataset dictionary's paths.
     predicate
-        ``"center"`` or ``"any_overlap"`` (docs/CONTRACT.md §5); anything else raises
+        ``"center"``, ``"any_overlap"`` or ``"within"`` (docs/CONTRACT.md §5, §10.2);
+        anything else raises
         :class:`~tileindex.errors.InclusionRuleError` (E008_INCLUSION_RULE).
     engine
         ``"fast"`` (the exact vectorised kernel) or ``"legacy"`` (the per-cell

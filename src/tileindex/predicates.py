@@ -7,7 +7,7 @@ from tileindex.errors import InclusionRuleError
 
 __all__ = ["PREDICATES", "check_predicate"]
 
-PREDICATES = ("center", "any_overlap")
+PREDICATES = ("center", "any_overlap", "within")
 
 
 def check_predicate(predicate: str) -> str:

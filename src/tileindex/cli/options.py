@@ -23,8 +23,8 @@ of each command says which (``Written:`` or ``Read:``).
                       publish under instead of the derived one; validate, preview: the
                       partition to read (default: the only one under --out).
 --dictionary FILE     read: the dataset dictionary YAML (default: the built-in one).
---predicate NAME      the inclusion rule, center or any_overlap (docs/CONTRACT.md §5);
-                      parity also takes both.
+--predicate NAME      the inclusion rule, center, any_overlap or within
+                      (docs/CONTRACT.md §5, §10.2); parity also takes both.
 --workers N           worker processes (default: all cores; 1 runs in
                       this process).
 --resolution ARCSEC   grid cell size in arc-seconds (30 = the WorldPop 1 km grid).
@@ -354,7 +354,8 @@ def dictionary_option(
 
 _PREDICATE_HELP = (
     "center: the cell's centroid is in the country; "
-    "any_overlap: cell and country overlap with positive area."
+    "any_overlap: cell and country overlap with positive area; "
+    "within: the whole cell lies in the country."
 )
 
 

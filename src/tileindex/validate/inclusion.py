@@ -18,7 +18,7 @@ from tileindex.validate.axes import Axes, U64Array
 from tileindex.validate.files import BATCH_ROWS
 from tileindex.validate.findings import E008, EXAMPLES, Checks, describe_cell
 from tileindex.validate.keys import CountryRows
-from tileindex.validate.recount import center_ids, overlap_ids
+from tileindex.validate.recount import center_ids, overlap_ids, within_ids
 from tileindex.validate.samples import legacy_ids
 from tileindex.validate.shape import EMPTY_SHAPE, Shape
 
@@ -28,6 +28,9 @@ METHODS = {
     "any_overlap": "row runs + vertex-in-cell proof, shapely contains_xy, float64 "
     "segment/open-cell test near the boundary (GEOS relate for contacts below float "
     "resolution)",
+    "within": "row runs + vertex-in-cell refutation, shapely contains_xy of the midpoint, "
+    "float64 segment/open-cell test near the boundary (GEOS covers for contacts below "
+    "float resolution), every piece of a cell split at ±180",
     "full": "legacy engine, every cell of every country's window",
 }
 
@@ -58,6 +61,8 @@ def expected_ids(axes: Axes, shape: Shape, predicate: str, how: str) -> Iterator
         return legacy_ids(axes, shape, predicate)
     if predicate == "center":
         return center_ids(axes, shape)
+    if predicate == "within":
+        return within_ids(axes, shape)
     return overlap_ids(axes, shape)
 
 

@@ -3,7 +3,7 @@ own (never the build's kernel), streamed in row blocks so memory is O(block).
 
 How inclusion is re-decided (the recount)
 -----------------------------------------
-Both predicates change value only across the boundary of the country (any ring of any
+Every predicate changes value only across the boundary of the country (any ring of any
 part), so along a row the decision is constant on every stretch the boundary does not
 meet. For each row and each ring segment, the x-range where the segment can meet the
 row (its crossing of the centre line for ``center``, its extent inside the row's strip
@@ -27,6 +27,14 @@ one exact test of one of its points. GEOS point-in-polygon (``intersects_xy``,
   (``_segment_meets_open_box``; a contact below float resolution is decided by GEOS
   ``relate`` on the country, docs/CONTRACT.md §5's "GEOS-exact" reference). A clean stretch lies
   wholly inside or wholly outside G; its midpoint decides.
+* ``within`` (docs/CONTRACT.md §10.2): the dirty and clean cells of ``any_overlap``. G is
+  the closure of its interior, so a closed cell (piece) lies in G iff no boundary point
+  lies in the open cell and its midpoint is interior. A dirty piece is refuted by a
+  ring vertex strictly inside it, a midpoint not interior (``contains_xy``) or a segment
+  through the open cell (``_segment_meets_open_box``); a contact below float resolution
+  is decided by GEOS ``covers`` on the prepared country (the engines' reference); the
+  rest are within. A clean stretch: its midpoint decides, as above. A cell split at
+  ±180 is within iff each of its pieces is (``_whole_cells``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 
 from tileindex.geometry import CountryGeometry
@@ -218,12 +227,22 @@ def _true_runs(r: IntArray, j: IntArray, value: BoolArray) -> tuple[IntArray, In
     return r[begin], j[begin], j[end] + 1
 
 
-def _ids(axes: Axes, b0: int, cols: IntArray, r: IntArray, a: IntArray, b: IntArray) -> U64Array:
-    """Tile ids of the cells of runs [a, b) (window positions) of rows b0 + r, ascending."""
+def _ids(
+    axes: Axes,
+    b0: int,
+    cols: IntArray,
+    r: IntArray,
+    a: IntArray,
+    b: IntArray,
+    unique: bool = True,
+) -> U64Array:
+    """Tile ids of the cells of runs [a, b) (window positions) of rows b0 + r, ascending
+    (with ``unique`` False: one id per piece, in row order)."""
     order = np.lexsort((a, r))
     k, j = _expand(a[order], b[order])
     rows = (r[order][k] + b0).astype(np.uint64)
-    return _ascending(rows * np.uint64(axes.grid.ncols) + cols[j].astype(np.uint64))
+    ids = rows * np.uint64(axes.grid.ncols) + cols[j].astype(np.uint64)
+    return _ascending(ids) if unique else ids
 
 
 def _ascending(ids: U64Array) -> U64Array:
@@ -250,8 +269,9 @@ def overlap_window(axes: Axes, shape: Shape) -> tuple[int, int, IntArray]:
     return r0, r1, np.flatnonzero(keep)
 
 
-def overlap_ids(axes: Axes, shape: Shape) -> Iterator[U64Array]:
-    """Tile ids the ``any_overlap`` rule includes, ascending, in row blocks."""
+def overlap_ids(axes: Axes, shape: Shape, within: bool = False) -> Iterator[U64Array]:
+    """Tile ids the ``any_overlap`` rule includes (with ``within``: the ``within``
+    rule), ascending, in row blocks."""
     if shape.empty:
         return
     r0, r1, pk = overlap_window(axes, shape)
@@ -275,7 +295,25 @@ def overlap_ids(axes: Axes, shape: Shape) -> Iterator[U64Array]:
     for b0 in range(r0, r1, step):
         b1 = min(b0 + step, r1)
         sel = proof[(proof >= b0 * w) & (proof < b1 * w)] - b0 * w
-        yield _overlap_block(axes, shape, b0, b1, px0, px1, mid, cols, breaks, sel)
+        ids = _overlap_block(axes, shape, b0, b1, px0, px1, mid, cols, breaks, sel, within)
+        yield _whole_cells(axes, ids) if within else _ascending(ids)
+
+
+def within_ids(axes: Axes, shape: Shape) -> Iterator[U64Array]:
+    """Tile ids the ``within`` rule includes, ascending, in row blocks."""
+    return overlap_ids(axes, shape, within=True)
+
+
+def _whole_cells(axes: Axes, ids: U64Array) -> U64Array:
+    """The cells all of whose pieces are among ``ids`` (one id per within piece): a cell
+    split at ±180 is within only if both pieces are (a piece outside the window was not
+    visited: it lies outside every part's bounding box, so it is not within)."""
+    if ids.size == 0:
+        return ids
+    cells, count = np.unique(ids, return_counts=True)
+    pieces = np.bincount(axes.piece_col, minlength=axes.grid.ncols)
+    col = (cells % np.uint64(axes.grid.ncols)).astype(np.int64)
+    return cells[count == pieces[col]]
 
 
 def _overlap_block(
@@ -289,11 +327,14 @@ def _overlap_block(
     cols: IntArray,
     breaks: IntArray,
     proof: IntArray,
+    within: bool,
 ) -> U64Array:
-    """Rows [b0, b1). A cell is dirty when some segment's extent inside its row's strip
-    (widened by ``_margin``) reaches its closed x-range; dirty cells are decided one by
-    one. The clean cells between them form stretches (split where pieces do not abut)
-    whose closed rectangle the boundary does not meet: one midpoint decides each."""
+    """Rows [b0, b1), one id per included piece (not yet unique). A cell is dirty when
+    some segment's extent inside its row's strip (widened by ``_margin``) reaches its
+    closed x-range; dirty cells are decided one by one (``_overlap_dirty`` or
+    ``_within_dirty``). The clean cells between them form stretches (split where pieces
+    do not abut) whose closed rectangle the boundary does not meet: one midpoint decides
+    each, for either predicate (the stretch is wholly inside or wholly outside G)."""
     h, w = b1 - b0, px0.size
     south, north, lat = axes.south[b0:b1], axes.north[b0:b1], axes.lat[b0:b1]
     sel = (shape.ymax >= south[-1]) & (shape.ymin <= north[0])
@@ -318,36 +359,11 @@ def _overlap_block(
     b = np.searchsorted(px0, xhi, side="right")  # pieces with x0 <= xhi
     rr, aa, bb = _merge_ranges(r, a, b)
 
-    # dirty cells: a vertex inside, else an interior midpoint, else a segment through it
     kk, jj = _expand(aa, bb)
     dr = rr[kk]
-    value = _member(dr * w + jj, proof)
-    todo = np.flatnonzero(~value)
-    if todo.size:
-        interior = shapely.contains_xy(shape.geom, mid[jj[todo]], lat[dr[todo]])
-        value[todo[interior]] = True
-        todo = todo[~interior]
-    if todo.size:
-        # candidates: the (segment, strip) pairs whose widened extent reached the cell
-        pk, pj = _expand(a, b)
-        cell = _member(r[pk] * w + pj, np.sort(dr[todo] * w + jj[todo]))
-        pk, pj = pk[cell], pj[cell]
-        pr = r[pk]
-        seg = k[pk]
-        meets, unsure = _segment_meets_open_box(
-            x1[seg], y1[seg], x2[seg], y2[seg], px0[pj], south[pr], px1[pj], north[pr]
-        )
-        hit = np.unique(pr[meets] * w + pj[meets])
-        todo_keys = dr[todo] * w + jj[todo]
-        value[todo[_member(todo_keys, hit)]] = True
-        # sub-float-resolution contacts: GEOS relate on the country decides, as it does
-        # for the legacy engine
-        close = np.setdiff1d(np.unique(pr[unsure] * w + pj[unsure]), hit)
-        if close.size:
-            cr, cj = np.divmod(close, w)
-            boxes = shapely.box(px0[cj], south[cr], px1[cj], north[cr])
-            overlap = shapely.relate_pattern(shape.geom, boxes, "T********")
-            value[todo[_member(todo_keys, close[overlap])]] = True
+    segs = _Candidates(a, b, r, k, x1, y1, x2, y2, px0, px1, south, north, w)
+    decide = _within_dirty if within else _overlap_dirty
+    value = decide(shape, dr, jj, _member(dr * w + jj, proof), mid, lat, segs)
     run_r, run_a, run_b = _true_runs(dr, jj, value)
 
     # clean stretches: the gaps between dirty ranges (and the row ends), split at breaks
@@ -379,7 +395,115 @@ def _overlap_block(
         np.concatenate((run_r, cut_r[inside])),
         np.concatenate((run_a, cut_a[inside])),
         np.concatenate((run_b, cut_b[inside])),
+        unique=False,
     )
+
+
+class _Candidates:
+    """The (segment, strip) pairs of a block and the pieces each one's widened extent
+    reached: pair i reached pieces [a[i], b[i]) of strip r[i], segment k[i]."""
+
+    def __init__(
+        self,
+        a: IntArray,
+        b: IntArray,
+        r: IntArray,
+        k: IntArray,
+        x1: FloatArray,
+        y1: FloatArray,
+        x2: FloatArray,
+        y2: FloatArray,
+        px0: FloatArray,
+        px1: FloatArray,
+        south: FloatArray,
+        north: FloatArray,
+        w: int,
+    ) -> None:
+        self.a, self.b, self.r, self.k = a, b, r, k
+        self.x1, self.y1, self.x2, self.y2 = x1, y1, x2, y2
+        self.px0, self.px1, self.south, self.north, self.w = px0, px1, south, north, w
+
+    def meeting(self, keys: IntArray) -> tuple[IntArray, IntArray]:
+        """Of the dirty cells ``keys`` (row * w + piece): the sorted keys a segment
+        surely passes through (open cell), and those only a contact below float
+        resolution may touch (``_segment_meets_open_box``'s unsure)."""
+        pk, pj = _expand(self.a, self.b)
+        cell = _member(self.r[pk] * self.w + pj, np.sort(keys))
+        pk, pj = pk[cell], pj[cell]
+        pr, seg = self.r[pk], self.k[pk]
+        meets, unsure = _segment_meets_open_box(
+            self.x1[seg],
+            self.y1[seg],
+            self.x2[seg],
+            self.y2[seg],
+            self.px0[pj],
+            self.south[pr],
+            self.px1[pj],
+            self.north[pr],
+        )
+        hit = np.unique(pr[meets] * self.w + pj[meets])
+        return hit, np.setdiff1d(np.unique(pr[unsure] * self.w + pj[unsure]), hit)
+
+    def boxes(self, keys: IntArray) -> npt.NDArray[np.object_]:
+        cr, cj = np.divmod(keys, self.w)
+        return shapely.box(self.px0[cj], self.south[cr], self.px1[cj], self.north[cr])
+
+
+def _overlap_dirty(
+    shape: Shape,
+    dr: IntArray,
+    jj: IntArray,
+    vertex_inside: BoolArray,
+    mid: FloatArray,
+    lat: FloatArray,
+    segs: _Candidates,
+) -> BoolArray:
+    """any_overlap of dirty cells: a vertex inside, else an interior midpoint, else a
+    segment through the open cell (GEOS relate for contacts below float resolution, as
+    for the legacy engine)."""
+    value = vertex_inside.copy()
+    todo = np.flatnonzero(~value)
+    if todo.size:
+        interior = shapely.contains_xy(shape.geom, mid[jj[todo]], lat[dr[todo]])
+        value[todo[interior]] = True
+        todo = todo[~interior]
+    if todo.size:
+        todo_keys = dr[todo] * segs.w + jj[todo]
+        hit, close = segs.meeting(todo_keys)
+        value[todo[_member(todo_keys, hit)]] = True
+        if close.size:
+            overlap = shapely.relate_pattern(shape.geom, segs.boxes(close), "T********")
+            value[todo[_member(todo_keys, close[overlap])]] = True
+    return value
+
+
+def _within_dirty(
+    shape: Shape,
+    dr: IntArray,
+    jj: IntArray,
+    vertex_inside: BoolArray,
+    mid: FloatArray,
+    lat: FloatArray,
+    segs: _Candidates,
+) -> BoolArray:
+    """within of dirty cells (docs/CONTRACT.md §10.2): the closed cell lies in G iff no
+    boundary point lies in the open cell and its midpoint is interior. So a vertex
+    inside, a midpoint not interior or a segment through the open cell refutes; a
+    contact below float resolution is decided by GEOS ``covers`` on the prepared country
+    (the engines' reference)."""
+    value = ~vertex_inside
+    todo = np.flatnonzero(value)
+    if todo.size:
+        value[todo] = shapely.contains_xy(shape.geom, mid[jj[todo]], lat[dr[todo]])
+        todo = todo[value[todo]]
+    if todo.size:
+        todo_keys = dr[todo] * segs.w + jj[todo]
+        hit, close = segs.meeting(todo_keys)
+        value[todo[_member(todo_keys, hit)]] = False
+        if close.size:
+            covered = shapely.covers(shape.geom, segs.boxes(close))
+            value[todo[_member(todo_keys, close[~covered])]] = False
+    return value
 
 
 def recount_ids(grid: Grid, country: CountryGeometry, predicate: str) -> U64Array:
@@ -387,6 +511,10 @@ def recount_ids(grid: Grid, country: CountryGeometry, predicate: str) -> U64Arra
     (for tests and tools; the validator itself streams them)."""
     axes = Axes(grid)
     shape = Shape(country)
-    blocks = center_ids(axes, shape) if predicate == "center" else overlap_ids(axes, shape)
+    blocks = (
+        center_ids(axes, shape)
+        if predicate == "center"
+        else overlap_ids(axes, shape, within=predicate == "within")
+    )
     parts = list(blocks)
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
