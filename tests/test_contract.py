@@ -35,6 +35,9 @@ BUILT_IN = {
     ),
     "event_log": "logs/layer1/1B/state=S1/parameter_hash={parameter_hash}/events.jsonl",
     "tile_coverage": "data/layer1/1B/tile_coverage/parameter_hash={parameter_hash}/",
+    "region_geometry": (
+        "reports/layer1/1B/state=S1/parameter_hash={parameter_hash}/region_geometry.parquet"
+    ),
 }
 
 # a replacement dictionary: every artefact somewhere else

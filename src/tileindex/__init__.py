@@ -24,6 +24,8 @@ from tileindex.errors import (
     TileIndexError,
     WorkerError,
 )
+from tileindex.index import Index
+from tileindex.index import open_index as open
 from tileindex.parity import ParityResult, run_parity
 from tileindex.pipeline import BuildResult, build
 from tileindex.prepare import PrepareResult, prepare_inputs
@@ -42,6 +44,7 @@ __all__ = [
     "GeometryInvalidError",
     "ImmutablePartitionError",
     "InclusionRuleError",
+    "Index",
     "InputError",
     "InputFileError",
     "IsoForeignKeyError",
@@ -55,6 +58,7 @@ __all__ = [
     "ValidationResult",
     "WorkerError",
     "build",
+    "open",
     "prepare_inputs",
     "render_preview",
     "run_demo",

@@ -186,8 +186,8 @@ BUDGETS: Mapping[str, float] = {
 
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 # keys a dictionary may omit: only a build that publishes the dataset needs them
-# (docs/CONTRACT.md §6.1, §10.3)
-OPTIONAL_DATASET_KEYS = ("tile_coverage",)
+# (docs/CONTRACT.md §6.1, §10.3, §10.4)
+OPTIONAL_DATASET_KEYS = ("tile_coverage", "region_geometry")
 COVERAGE_FIELDS = ("coverage_receipt",)  # docs/CONTRACT.md §8: the report, with --coverage
 COVERAGE_SUMMARY_FIELDS = ("coverage_area_fraction_sum",)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
@@ -38,8 +39,9 @@ from tileindex.contract import (
 from tileindex.coverage import BoundaryFractions
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import ExecutorSpec, Job, TaskRunner
-from tileindex.fsio import sha256_file
+from tileindex.fsio import fsync_dir, make_dirs, sha256_file
 from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
+from tileindex.geostore import write_region_geometry
 from tileindex.grid import Grid, MaskCounts, Runs
 from tileindex.inputs import layer_key_list, read_country_layer, read_grid, read_iso_list
 from tileindex.layout import (
@@ -344,6 +346,25 @@ def build(
         raise _logged(exc, phash, paths_dict, out, tele) from None
 
 
+GEOMETRY_KEY = "region_geometry"  # the dictionary key of the kept geometry (§10.4)
+_GEOMETRY_FILE = "region_geometry.parquet"
+
+
+def _stage_geometry(
+    stage: Path,
+    relative: Mapping[str, str],
+    key_column: str,
+    geometries: Mapping[str, CountryGeometry | None],
+) -> dict[str, str] | None:
+    """Write the geometry the build used into the staging folder (moved into place with
+    the evidence); its path and digest for the run report. None when the dictionary has
+    no place for it."""
+    if GEOMETRY_KEY not in relative:
+        return None
+    sha = write_region_geometry(stage / _GEOMETRY_FILE, key_column, geometries)
+    return {"path": relative[GEOMETRY_KEY], "sha256_hex": sha}
+
+
 def _check_coverage_options(engine: str, paths: DatasetDictionary) -> None:
     """docs/CONTRACT.md §10.3: coverage needs an engine that provides it and a path."""
     if engine not in COVERAGE_ENGINES:
@@ -464,6 +485,7 @@ def _run(
             grid_transform=grid.transform,
             key_column=options.key_column,
             coverage_receipt=coverage_receipt,
+            region_geometry=_stage_geometry(stage, relative, options.key_column, geometries),
         )
         # tile_bounds (and tile_coverage) first: tile_index, whose receipt is the run's
         # identity, lands last; all are checked for E010 before any is renamed
@@ -471,11 +493,16 @@ def _run(
         outcomes = publish_partitions(
             [(stage / name, paths[name]) for name in [*order, "tile_index"]]
         )
+        outcome = "identical" if all(o == "identical" for o in outcomes) else "published"
+        write_evidence = outcome == "published" or not paths["run_report"].exists()
+        if write_evidence and GEOMETRY_KEY in paths:
+            make_dirs(paths[GEOMETRY_KEY].parent)
+            os.replace(stage / _GEOMETRY_FILE, paths[GEOMETRY_KEY])
+            fsync_dir(paths[GEOMETRY_KEY].parent)
     finally:
         discard_staging(stage)
 
-    outcome = "identical" if all(o == "identical" for o in outcomes) else "published"
-    if outcome == "published" or not paths["run_report"].exists():
+    if write_evidence:
         write_jsonl_atomic(paths["country_summaries"], summaries)
         write_json_atomic(paths["run_report"], report)
     else:

@@ -208,6 +208,8 @@ class RunReport:
     key_column: str = DEFAULT_KEY_COLUMN  # docs/CONTRACT.md §10.1
     # docs/CONTRACT.md §10.3: the receipt of tile_coverage, with coverage only
     coverage_receipt: Mapping[str, str] | None = None
+    # docs/CONTRACT.md §10.4: {"path", "sha256_hex"} of the region geometry kept for lookups
+    region_geometry: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if sorted(self.ingress_versions) != sorted(INGRESS_KEYS):
@@ -252,6 +254,11 @@ class RunReport:
             "outputs": dict(self.outputs),
             "grid_transform": list(self.grid_transform),
             "key_column": self.key_column,
+            **(
+                {"region_geometry": dict(self.region_geometry)}
+                if self.region_geometry is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -274,6 +281,9 @@ class RunReport:
             key_column=doc.get("key_column", DEFAULT_KEY_COLUMN),
             coverage_receipt=(
                 dict(doc["coverage_receipt"]) if doc.get("coverage_receipt") is not None else None
+            ),
+            region_geometry=(
+                dict(doc["region_geometry"]) if doc.get("region_geometry") is not None else None
             ),
         )
 
