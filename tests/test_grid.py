@@ -212,3 +212,21 @@ def test_mask_counts_add_up() -> None:
     total = MaskCounts(10, 4, 1) + MaskCounts(5, 5, 0)
     assert total == MaskCounts(15, 9, 1)
     assert total.cells_excluded_outside == 15 - 9 - 1
+
+
+_BOX = st.tuples(st.floats(-200, 200), st.floats(-80, 80), st.floats(0, 40), st.floats(0, 30)).map(
+    lambda t: (t[0], t[1], t[0] + t[2], min(t[1] + t[3], 89.0))
+)
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), _BOX), max_size=25))
+def test_a_groups_windows_do_not_depend_on_the_other_groups(boxes) -> None:
+    # the planner's one-pass form must give every group exactly the windows it gets when
+    # planned alone (what the box tests above pin); a group with no box, or whose boxes
+    # miss the grid, gets none
+    grid = Grid.from_transform(720, 340, (0.5, 0.0, -180.25, 0.0, -0.5, 85.0))
+    group = np.array([g for g, _ in boxes], dtype=np.int64)
+    b = np.array([box for _, box in boxes], dtype=np.float64).reshape(-1, 4)
+    together = grid.windows_for_box_groups(b, group, 6)
+    for g in range(6):
+        assert together[g] == grid.windows_for_boxes(b[group == g])
