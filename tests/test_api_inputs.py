@@ -31,6 +31,7 @@ from tileindex.errors import (
 )
 from tileindex.grid import Grid
 from tileindex.pipeline import build
+from tileindex.telemetry import NullTelemetry
 
 from factories import (
     SMALL_WORLD_CODES,
@@ -103,6 +104,22 @@ def test_a_mapping_of_one_geometry_per_key(tmp_path: Path) -> None:
     in_memory = build(sorted(single), single, SMALL_WORLD_GRID, tmp_path / "memory")
     assert in_memory.rows_emitted == by_path.rows_emitted > 0
     _same_partitions(in_memory, by_path)
+    # no file was read: the byte counters of §8.2 count none
+    assert (
+        in_memory.report.pat.bytes_read_vectors_total
+        == 0
+        < by_path.report.pat.bytes_read_vectors_total
+    )
+    assert in_memory.report.pat.bytes_read_raster_total == 0
+
+
+def test_coverage_from_memory_is_the_path_builds_coverage(small_world, tmp_path: Path) -> None:
+    by_path = build(*small_world, tmp_path / "paths", coverage=True)
+    in_memory = build(
+        list(SMALL_WORLD_CODES), PAIRS, SMALL_WORLD_GRID, tmp_path / "m", coverage=True
+    )
+    for name in (*PARTITIONS, "tile_coverage"):
+        assert _partition_bytes(in_memory.paths[name]) == _partition_bytes(by_path.paths[name])
 
 
 def test_a_geodataframe_publishes_the_path_builds_partitions(path_build, tmp_path) -> None:
@@ -413,6 +430,19 @@ def test_the_progress_callable_is_monotone_and_ends_at_one(tmp_path: Path) -> No
 def _plan_line(result: tileindex.BuildResult) -> str:
     lines = result.paths["event_log"].read_text().splitlines()
     return next(line for line in lines if '"S1_PLAN"' in line)
+
+
+def test_progress_and_telemetry_both_observe(tmp_path: Path) -> None:
+    fractions: list[float] = []
+    finished: list[object] = []
+
+    class Finish(NullTelemetry):
+        def on_finish(self, report: object) -> None:
+            finished.append(report)
+
+    result = build(list(SMALL_WORLD_CODES), PAIRS, SMALL_WORLD_GRID, tmp_path / "out",
+                   telemetry=Finish(), progress=lambda f, m: fractions.append(f))  # fmt: skip
+    assert finished == [result.report] and fractions[-1] == 1.0
 
 
 def test_a_failed_build_never_reports_one(tmp_path: Path) -> None:
