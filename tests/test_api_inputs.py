@@ -227,6 +227,18 @@ def test_the_same_data_twice_gives_the_same_hash_and_bytes(tmp_path: Path) -> No
     )
 
 
+def test_key_lists_from_numpy_pandas_and_pyarrow_are_the_list(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas", reason="a pandas Series is one of the key forms")
+    import pyarrow as pa
+
+    codes = list(SMALL_WORLD_CODES)
+    want = build(codes, PAIRS, SMALL_WORLD_GRID, tmp_path / "list").parameter_hash
+    for i, keys in enumerate([np.array(codes), pd.Series(codes), pa.array(codes)]):
+        assert build(keys, PAIRS, SMALL_WORLD_GRID, tmp_path / str(i)).parameter_hash == want
+    with pytest.raises(InputError, match=r"1 null or empty code\(s\) at row\(s\) 2"):
+        build(pd.Series(["AA", None]), PAIRS, SMALL_WORLD_GRID, tmp_path / "na")
+
+
 def test_rows_of_one_key_in_another_order_are_other_data(tmp_path: Path) -> None:
     cc = [(c, g) for c, g in PAIRS if c == "CC"]
     assert len(cc) == 2
