@@ -678,17 +678,23 @@ def _read_region_layer(path: Path, keys: IsoList | None, column: str) -> Country
     return layer
 
 
+def key_lines_digest(codes: Sequence[str]) -> str:
+    """SHA-256 of ``codes`` (already in UTF-8 byte order) written as UTF-8 lines, each
+    followed by ``\\n``: the digest of a key list that is not a file (docs/CONTRACT.md
+    §2, §10.1)."""
+    return _sha256(b"".join(code.encode("utf-8") + b"\n" for code in codes))
+
+
 def layer_key_list(layer: CountryLayer) -> IsoList:
     """The key list of a region layer read without one: its distinct keys, in UTF-8 byte
     order. Its digest is the SHA-256 of the keys as UTF-8 lines (each followed by
     ``\\n``; keys hold no control characters, so the lines are unambiguous), which is
     what ``ingress_versions.iso`` records then (docs/CONTRACT.md §10.1)."""
     codes = tuple(layer.rows)
-    blob = b"".join(code.encode("utf-8") + b"\n" for code in codes)
     return IsoList(
         path=layer.path,
         codes=codes,
-        digest=_sha256(blob),
+        digest=key_lines_digest(codes),
         bytes_read=0,
         key_column=layer.key_column,
     )
@@ -838,6 +844,19 @@ def _grid_from_raster(ctx: Any, path: Path, len_file: int) -> Grid:
             f"{where}: file is truncated ({truncated} bytes expected, {len_file} present); "
             "re-copy or re-export the raster"
         )
+    return _grid_from_header(where, width, height, count, crs, transform, no_transform)
+
+
+def _grid_from_header(
+    where: str,
+    width: int,
+    height: int,
+    count: int,
+    crs: Any,
+    transform: Sequence[float],
+    no_transform: bool,
+) -> Grid:
+    """The grid of a raster header (a file's or an open dataset's), or the error §2 gives."""
     if count < 1:
         raise InputError(
             f"{where}: raster has no bands (a container of subdatasets?); pass a single raster"
@@ -903,6 +922,7 @@ __all__ = [
     "CountryLayer",
     "GridInput",
     "IsoList",
+    "key_lines_digest",
     "layer_key_list",
     "read_country_layer",
     "read_grid",

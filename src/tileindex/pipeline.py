@@ -16,10 +16,11 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from shapely.geometry.base import BaseGeometry
@@ -43,7 +44,6 @@ from tileindex.fsio import fsync_dir, make_dirs, sha256_file
 from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
 from tileindex.geostore import write_region_geometry
 from tileindex.grid import Grid, MaskCounts, Runs
-from tileindex.inputs import layer_key_list, read_country_layer, read_grid, read_iso_list
 from tileindex.layout import (
     COVERAGE_DATASET,
     DATASETS,
@@ -51,6 +51,7 @@ from tileindex.layout import (
     ROWS_PER_ROW_GROUP,
     part_name,
 )
+from tileindex.memory_inputs import LayerLike, read_inputs
 from tileindex.metrics import RunMetrics
 from tileindex.plan import WorkUnit, execution_order, plan_countries, plan_parts
 from tileindex.predicates import check_predicate
@@ -89,10 +90,12 @@ from tileindex.telemetry import (
     MultiTelemetry,
     NullTelemetry,
     PlanEvent,
+    ProgressCallback,
     ShardFlushEvent,
     Telemetry,
     UnitEvent,
     error_event,
+    progress_sink,
 )
 
 log = logging.getLogger(__name__)
@@ -141,9 +144,9 @@ class _Options:
 
 
 def build(
-    iso: str | Path | None,
-    countries: str | Path,
-    raster: str | Path,
+    iso: str | Path | Iterable[str] | None,
+    countries: str | Path | LayerLike,
+    raster: str | Path | Grid | Any,
     out: str | Path,
     *,
     key_column: str = DEFAULT_KEY_COLUMN,
@@ -160,6 +163,7 @@ def build(
     rows_per_row_group: int = ROWS_PER_ROW_GROUP,
     row_groups_per_file: int = ROW_GROUPS_PER_FILE,
     coverage: bool = False,
+    progress: bool | ProgressCallback = False,
 ) -> BuildResult:
     """Build and publish the tile index of every country in the ISO list.
 
@@ -185,7 +189,13 @@ def build(
         CSV, column ``country_iso``), the country polygons (GeoParquet, EPSG:4326) and
         the raster that defines the grid. In region mode (``key_column``) ``countries``
         is the region layer and ``iso`` the key list, which may be ``None``: every key
-        of the layer is then visited.
+        of the layer is then visited. Each may also be given in memory
+        (docs/CONTRACT.md §10.4): ``iso`` as a sequence of keys; ``countries`` as a
+        GeoDataFrame (its ``key_column`` and active geometry, CRS EPSG:4326), a mapping
+        ``{key: geometry}`` or a sequence of ``(key, geometry)`` pairs (lon/lat);
+        ``raster`` as an open rasterio dataset or a :class:`~tileindex.grid.Grid`.
+        An in-memory input's digest is that of a canonical serialisation, so the
+        parameter hash differs from the file build's; the partitions' bytes are the same.
     key_column
         The layer's key column and the name of the output's first column
         (docs/CONTRACT.md §10.1). ``"country_iso"`` (default) is the country contract;
@@ -232,6 +242,11 @@ def build(
         country's ``coverage_area_fraction_sum``. It enters the parameter hash; the
         ``tile_index`` and ``tile_bounds`` bytes are those of the build without it.
         Needs the ``fast`` engine and a dictionary with a ``tile_coverage`` template.
+    progress
+        ``False`` (default) shows nothing; ``True`` shows the CLI's progress display on
+        stderr (live on a terminal, a line every 10 s otherwise); a callable is called
+        as ``progress(fraction, message)`` with fractions in [0, 1] that never decrease
+        and end with 1.0 once the result is published (not on failure).
 
     Returns
     -------
@@ -256,9 +271,53 @@ def build(
     ('published', 425)
     >>> result.report.determinism_receipt["sha256_hex"]  # doctest: +SKIP
     """
+    with progress_sink(progress) as shown:
+        sinks = [t for t in (telemetry, shown) if t is not None]
+        return _build(
+            iso,
+            countries,
+            raster,
+            out,
+            key_column=key_column,
+            predicate=predicate,
+            engine=engine,
+            chunk_size=chunk_size,
+            workers=workers,
+            executor=executor,
+            scheduler=scheduler,
+            cache_dir=cache_dir,
+            parameter_hash=parameter_hash,
+            dictionary=dictionary,
+            tele=MultiTelemetry(*sinks) if sinks else NullTelemetry(),
+            rows_per_row_group=rows_per_row_group,
+            row_groups_per_file=row_groups_per_file,
+            coverage=coverage,
+        )
+
+
+def _build(
+    iso: str | Path | Iterable[str] | None,
+    countries: Any,
+    raster: Any,
+    out: str | Path,
+    *,
+    key_column: str,
+    predicate: str,
+    engine: str,
+    chunk_size: int | str,
+    workers: int | None,
+    executor: ExecutorSpec,
+    scheduler: str | None,
+    cache_dir: str | Path | None,
+    parameter_hash: str | None,
+    dictionary: str | Path | None,
+    tele: Telemetry,
+    rows_per_row_group: int,
+    row_groups_per_file: int,
+    coverage: bool,
+) -> BuildResult:
     meter = ResourceMeter()
     started = datetime.now(UTC)
-    tele = telemetry or NullTelemetry()
     check_key_column(key_column)
     region_mode = is_region_mode(key_column)
     if iso is None and not region_mode:
@@ -293,13 +352,8 @@ def build(
 
     phash = parameter_hash
     try:
-        if iso is None:  # region mode without a key list: the layer's keys are the list
-            layer = read_country_layer(countries, None, key_column)
-            iso_list = layer_key_list(layer)
-        else:
-            iso_list = read_iso_list(iso, key_column)
-            layer = read_country_layer(countries, iso_list, key_column)
-        grid_in = read_grid(raster)
+        # paths or in-memory inputs (docs/CONTRACT.md §2, §10.4)
+        iso_list, layer, grid_in = read_inputs(iso, countries, raster, key_column)
         grid = grid_in.grid
         digests = ingress_versions(
             iso=iso_list.digest, countries=layer.digest, raster=grid_in.digest

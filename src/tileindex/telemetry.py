@@ -3,15 +3,17 @@ events a build emits and the sinks that observe them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from tileindex.errors import ConfigError
 from tileindex.fsio import fsync_file
 from tileindex.grid import MaskCounts
 from tileindex.plan import WorkUnit
@@ -313,8 +315,109 @@ class MultiTelemetry:
             s.on_finish(report)
 
 
+# -- progress as a fraction (API ``build(progress=...)``, docs/CONTRACT.md §10.4) ------
+
+ProgressCallback = Callable[[float, str], object]
+
+# Shares of the run: masking the units, then encoding the part files; 1.0 only at the end.
+_MASK_SHARE = 0.9
+_ENCODE_SHARE = 0.09
+
+
+class CallbackTelemetry:
+    """Turns a build's callbacks into ``callback(fraction, message)``: ``fraction`` in
+    [0, 1], never decreasing, 1.0 exactly once, when the run has published (or found its
+    partition already published); a failed run stops short of 1.0 (the exception tells).
+
+    Masking takes the first 90 %, weighted by the cells of each planned unit (the
+    ``S1_PLAN`` event), encoding the next 9 %, weighted by the rows of each part file
+    written; the rest is publishing the evidence."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self._callback = callback
+        self._last = 0.0
+        self._plan: dict[int, int] = {}
+        self._plan_cells = 0
+        self._masked_cells = 0
+        self._units_done = 0
+        self._rows_total = 0
+        self._rows_written = 0
+
+    def _emit(self, fraction: float, message: str) -> None:
+        self._last = min(max(self._last, fraction), 1.0)
+        self._callback(self._last, message)
+
+    def on_start(self, total_countries: int, total_units: int) -> None:
+        self._emit(0.0, f"planned {total_units} units for {total_countries} regions")
+
+    def on_unit_done(
+        self, iso: str, cells_visited: int, cells_included: int, seconds: float
+    ) -> None:
+        self._rows_total += cells_included
+
+    def on_country_done(self, summary: CountrySummary) -> None:
+        pass
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "S1_PLAN":
+            self._plan = {int(u[0]): int(u[4]) for u in event["units"]}
+            self._plan_cells = sum(self._plan.values())
+        elif kind == "S1_UNIT":
+            self._units_done += 1
+            self._masked_cells += self._plan.get(int(event["unit_id"]), 0)
+            share = self._masked_cells / self._plan_cells if self._plan_cells else 1.0
+            self._emit(
+                _MASK_SHARE * share,
+                f"masked unit {self._units_done}/{len(self._plan)}: {event['country_iso']} "
+                f"rows {event['row_start']}-{event['row_stop']}",
+            )
+        elif kind == "S1_SHARD_FLUSH":
+            self._rows_written += int(event["rows"])
+            share = self._rows_written / self._rows_total if self._rows_total else 1.0
+            self._emit(
+                _MASK_SHARE + _ENCODE_SHARE * min(share, 1.0),
+                f"wrote part {event['part_index']} ({event['rows']} rows)",
+            )
+        elif kind == "S1_MERGE":
+            self._emit(
+                _MASK_SHARE + _ENCODE_SHARE,
+                f"encoded {event['rows']} rows in {event['parts']} parts",
+            )
+
+    def on_finish(self, report: RunReport | None) -> None:
+        if report is not None:
+            self._emit(
+                1.0, f"done: {report.rows_emitted} rows, parameter hash {report.parameter_hash}"
+            )
+
+
+@contextlib.contextmanager
+def progress_sink(progress: bool | ProgressCallback) -> Iterator[Telemetry | None]:
+    """The observer ``build(progress=...)`` asks for: ``False`` none; ``True`` the CLI's
+    display (live on a terminal, a line every 10 s otherwise, on stderr); a callable
+    through :class:`CallbackTelemetry`. Anything else is a ConfigError."""
+    if progress is False or progress is None:
+        yield None
+    elif progress is True:
+        # asked for explicitly: the only way the library writes to a terminal. The
+        # display lives with the CLI (rich, click), so it is imported only here.
+        from tileindex.cli.progress import progress_telemetry
+
+        with progress_telemetry(quiet=False) as tele:
+            yield tele
+    elif callable(progress):
+        yield CallbackTelemetry(progress)
+    else:
+        raise ConfigError(
+            f"progress must be True, False or a callable(fraction, message), got "
+            f"{type(progress).__name__} {progress!r}"
+        )
+
+
 __all__ = [
     "ERROR_EVENT",
+    "CallbackTelemetry",
     "ErrorEvent",
     "ExecutorEvent",
     "JsonLinesTelemetry",
@@ -322,8 +425,10 @@ __all__ = [
     "MultiTelemetry",
     "NullTelemetry",
     "PlanEvent",
+    "ProgressCallback",
     "ShardFlushEvent",
     "Telemetry",
     "UnitEvent",
     "error_event",
+    "progress_sink",
 ]
