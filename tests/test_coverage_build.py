@@ -28,7 +28,7 @@ from tileindex.layout import part_files
 from tileindex.pipeline import BuildResult, build
 from tileindex.validate import validate_partition
 
-from factories import build_args, make_inputs
+from factories import build_args, make_inputs, make_tiling
 
 LAYOUT = {"rows_per_row_group": 300, "row_groups_per_file": 2}  # several parts, row groups
 
@@ -354,3 +354,16 @@ def test_cli_validate_checks_coverage_and_exits_one_on_a_tampered_fraction(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "E008_INCLUSION_RULE" in result.output
+
+
+def test_a_region_build_with_coverage_validates_cleanly(tmp_path: Path) -> None:
+    # the key column names tile_coverage's first column too, and the validator derives the
+    # parameter hash with both extensions (region mode and coverage)
+    (tmp_path / "in").mkdir()
+    t = make_tiling(tmp_path / "in", 12)
+    build(None, t.regions, t.raster, tmp_path / "out", key_column="region_id", coverage=True)
+    v = validate_partition(
+        tmp_path / "out", iso=None, countries=t.regions, raster=t.raster, key_column="region_id"
+    )
+    assert v.ok, [f.message for f in v.findings]
+    assert not [w for w in v.warnings if "parameter_hash" in w]

@@ -113,7 +113,7 @@ def check(
         return stats
     folder = target.path(COVERAGE_DATASET)
     cov_files = files.check_layout(c, folder, COVERAGE_DATASET)
-    schema = tile_coverage_schema()
+    schema = tile_coverage_schema(target.key_column)
     readable = bool(cov_files) and files.check_schemas(c, cov_files, schema, COVERAGE_DATASET)
     _check_receipt(c, target, report, folder)
     _check_same_layout(c, index_files, cov_files)
@@ -206,7 +206,7 @@ def _stream(
         ("coverage_fraction in (0, 1]", E008),
     ):
         c.ran(name, code)
-    schema = tile_coverage_schema()
+    schema = tile_coverage_schema(target.key_column)
     key_schema = schema.remove(2)
     ia = files.Cursor(files.batches(index_files, key_schema))
     ca = files.Cursor(files.batches(cov_files, schema))

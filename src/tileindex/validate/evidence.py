@@ -108,7 +108,13 @@ def check_report(c: Checks, target: Target) -> Report:
     derived_matches = None
     pred = report.get("predicate")
     if isinstance(pred, str) and pred in PREDICATES:
-        derived = derive_parameter_hash(pred, digests, grid.to_json(), key_column=target.key_column)
+        derived = derive_parameter_hash(
+            pred,
+            digests,
+            grid.to_json(),
+            key_column=target.key_column,
+            coverage=report.get("coverage_receipt") is not None,
+        )
         derived_matches = derived == phash
         if not derived_matches:
             c.warn(
