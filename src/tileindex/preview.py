@@ -985,7 +985,7 @@ def _draw(
             wide = text.get_window_extent(renderer).width
             if wide <= room:
                 break
-            text.set_fontsize(text.get_fontsize() * min(room / wide, 0.97))
+            text.set_fontsize(float(text.get_fontsize()) * min(room / wide, 0.97))
 
     try:
         write_atomic(
