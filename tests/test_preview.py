@@ -1,4 +1,5 @@
-"""``tileindex preview``: the PNG shows each country in its colour, at the right scale."""
+"""``tileindex preview``: the PNG shows each country (or region) in its colour, at the right
+scale, and with --coverage each cell in the shade of its coverage fraction."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
@@ -20,7 +22,7 @@ from tileindex.errors import ConfigError, InputError, InputFileError
 from tileindex.pipeline import build
 from tileindex.preview import NO_COUNTRY, PreviewResult, parse_bbox, render_preview
 
-from factories import make_inputs
+from factories import Tiling, make_inputs, make_tiling
 
 # 0.5-degree cells over lat -60..60: small, and not the whole globe
 GRID = (0.5, 0.0, -180.0, 0.0, -0.5, 60.0)
@@ -247,3 +249,226 @@ def test_cli_rejects_a_bad_bbox_as_a_usage_error(root: Path, tmp_path: Path) -> 
     result = CliRunner().invoke(preview, args)
     assert result.exit_code == 2
     assert "W,S,E,N" in result.stderr
+
+
+# -- region mode (docs/CONTRACT.md §10.1) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiling_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Tiling]:
+    folder = tmp_path_factory.mktemp("tiling")
+    tiling = make_tiling(folder, 24)
+    build(tiling.keys, tiling.regions, tiling.raster, folder / "out", key_column="region_id")
+    return folder / "out", tiling
+
+
+def _inner_point(poly: shapely.Polygon, grid_cell: float) -> tuple[float, float]:
+    """A point of ``poly`` two cells from its boundary (a pixel there is the region's at
+    full detail whatever the predicate), near a corner: away from the label, which sits
+    on the region's deepest pixel."""
+    core = poly.buffer(-2 * grid_cell, join_style="mitre")
+    x, y = core.exterior.coords[0]
+    return float(x), float(y)
+
+
+def test_a_region_build_is_drawn_by_its_key_column(
+    tiling_root: tuple[Path, Tiling], tmp_path: Path
+) -> None:
+    root, tiling = tiling_root
+    png = tmp_path / "regions.png"
+    w, s, e, n = tiling.window
+    result = render_preview(root, png, bbox=(w, s, e, n), width=800)
+
+    assert result.key_column == "region_id"
+    assert set(result.colors) == set(tiling.codes)  # all 24 regions hold cells and pixels
+    assert result.countries_in_view == result.countries_drawn == 24
+    image = _rgba(png)
+    for code, poly in zip(tiling.codes, tiling.polygons, strict=True):
+        lon, lat = _inner_point(poly, 0.1)
+        assert _is(result.colors[code], _pixel(result, image, lon, lat)), code
+
+
+def test_regions_sharing_a_border_get_different_colours(
+    tiling_root: tuple[Path, Tiling], tmp_path: Path
+) -> None:
+    root, tiling = tiling_root
+    result = render_preview(root, tmp_path / "r.png", bbox=tiling.window, width=800)
+    polys = dict(zip(tiling.codes, tiling.polygons, strict=True))
+    shared = [
+        (a, b)
+        for i, a in enumerate(tiling.codes)
+        for b in tiling.codes[i + 1 :]
+        if polys[a].intersection(polys[b]).length > 0.5  # a border, not a corner
+    ]
+    assert len(shared) >= 24  # a 4 x 6 lattice has 38 inner borders
+    for a, b in shared:
+        assert result.colors[a] != result.colors[b], (a, b)
+
+
+def test_the_cli_names_the_key_column(tiling_root: tuple[Path, Tiling], tmp_path: Path) -> None:
+    root, _ = tiling_root
+    args = ["--out", str(root), "--png", str(tmp_path / "c.png"), "--width", "400"]
+    result = CliRunner().invoke(preview, args)
+    assert result.exit_code == 0, result.output
+    assert "24 region_id keys drawn" in result.stdout
+
+
+def test_ten_thousand_keys_colour_every_neighbour_differently() -> None:
+    # 12,000 keys as blocks of 3 x 3 pixels, each row of blocks shifted by a pixel so
+    # blocks meet along edges and at corners; colouring is what the preview runs
+    from tileindex.preview import _assign_colours, _Keys
+
+    rows, cols, side = 100, 120, 3
+    y, x = np.mgrid[0 : rows * side, 0 : cols * side + 1]
+    block_row = y // side
+    block_col = np.minimum((x + block_row % 2) // side, cols - 1)
+    best = (1 + block_row * cols + block_col).astype(np.uint32)
+    keys = _Keys("region_id")
+    names = pa.array([f"R{i:05d}" for i in range(1, rows * cols + 1)])
+    keys.indexes(names, Path("synthetic"), "tile_index", None)
+    assert len(keys) == rows * cols
+
+    colours = _assign_colours(best, keys)
+    assert len(colours) == rows * cols
+    # neighbours found here independently: every pair of 8-adjacent pixels
+    pairs = set()
+    h, w = best.shape
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = best[: h - dy, max(0, -dx) : w - max(0, dx)]
+        b = best[dy:, max(0, dx) : w - max(0, -dx)]
+        differ = a != b
+        pairs |= set(zip(a[differ].tolist(), b[differ].tolist(), strict=True))
+    assert len(pairs) > 3 * rows * cols
+    assert all(colours[u] != colours[v] for u, v in pairs)
+
+
+# -- coverage (docs/CONTRACT.md §10.3) ---------------------------------------------------
+
+# On GRID (0.5° cells from -180, 60): KK's east edge halves a column of cells, its north
+# edge halves a row, its north-east corner cell is a quarter covered; LL and MM split the
+# column 20..20.5 at 20.1, 0.2 for LL and 0.8 for MM (the sum would read 1.0).
+COVERAGE_COUNTRIES = {
+    "KK": [shapely.box(0.0, 0.0, 5.25, 4.75)],
+    "LL": [shapely.box(10.0, 0.0, 20.1, 5.0)],
+    "MM": [shapely.box(20.1, 0.0, 30.0, 5.0)],
+    # in the world view (2 x 2 cells per pixel, pixels on whole degrees): each stripe
+    # fills the west half of a pixel, so every pixel over lon 40..50 reads 0.5
+    "SS": [shapely.box(40.0 + i, -30.0, 40.5 + i, -20.0) for i in range(10)],
+}
+
+
+@pytest.fixture(scope="module")
+def coverage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("coverage")
+    iso, countries, raster = make_inputs(
+        folder, COVERAGE_COUNTRIES, ncols=NCOLS, nrows=NROWS, transform=GRID
+    )
+    build(iso, countries, raster, folder / "out", predicate="any_overlap", coverage=True)
+    return folder / "out"
+
+
+def _cell_fraction(code: str, lon: float, lat: float) -> float:
+    """area(cell ∩ country) / area(cell) of the GRID cell holding (lon, lat), by shapely."""
+    x0 = -180.0 + 0.5 * np.floor((lon + 180.0) / 0.5)
+    y1 = 60.0 - 0.5 * np.floor((60.0 - lat) / 0.5)
+    cell = shapely.box(x0, y1 - 0.5, x0 + 0.5, y1)
+    shape = shapely.union_all(COVERAGE_COUNTRIES[code])
+    return float(cell.intersection(shape).area / cell.area)
+
+
+def _shade(fraction: float) -> str:
+    """The colour the docs give a fraction: the sequential colormap at that value."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return to_hex(colormaps["YlGnBu"](fraction))
+
+
+def test_coverage_shades_full_half_and_quarter_cells(coverage_root: Path, tmp_path: Path) -> None:
+    png = tmp_path / "cov.png"
+    result = render_preview(coverage_root, png, bbox=(-2, -2, 8, 7), width=800, coverage=True)
+    assert result.coverage and result.cells_per_pixel == 1
+    image = _rgba(png)
+    points = {"full": (2.2, 2.2), "half east": (5.2, 2.2), "half north": (2.2, 4.6)}
+    points["quarter"] = (5.2, 4.6)
+    expected = {"full": 1.0, "half east": 0.5, "half north": 0.5, "quarter": 0.25}
+    for name, (lon, lat) in points.items():
+        fraction = _cell_fraction("KK", lon, lat)
+        assert fraction == expected[name], name
+        assert _is(_shade(fraction), _pixel(result, image, lon, lat)), name
+    # a full and a half cell differ visibly; a cell with no row is the no-country grey
+    assert not _is(_shade(1.0), _pixel(result, image, 5.2, 2.2))
+    assert _is(NO_COUNTRY, _pixel(result, image, 6.3, 2.2))
+    # rows below 1.0: KK's cells that are not full, counted here cell by cell
+    partial = [
+        (lon, lat)
+        for lon in np.arange(0.25, 5.5, 0.5)
+        for lat in np.arange(0.25, 5.0, 0.5)
+        if 0 < _cell_fraction("KK", lon, lat) < 1
+    ]
+    assert len(partial) == 9 + 10 + 1  # east column, north row, the corner
+    assert result.rows_below_one == len(partial)
+
+
+def test_a_cell_two_countries_share_shows_the_largest_fraction(
+    coverage_root: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "shared.png"
+    result = render_preview(coverage_root, png, bbox=(15, -2, 25, 7), width=800, coverage=True)
+    lon, lat = 20.2, 2.2
+    ll, mm = _cell_fraction("LL", lon, lat), _cell_fraction("MM", lon, lat)
+    assert (round(ll, 12), round(mm, 12)) == (0.2, 0.8)
+    pixel = _pixel(result, _rgba(png), lon, lat)
+    assert _is(_shade(max(ll, mm)), pixel)
+    assert not _is(_shade(1.0), pixel)  # not the sum
+
+
+def test_a_downsampled_pixel_shows_the_share_one_country_covers(
+    coverage_root: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "world.png"
+    result = render_preview(coverage_root, png, width=400, coverage=True)
+    assert result.cells_per_pixel == 2
+    image = _rgba(png)
+    # the pixel of lon 44..45, lat -26..-25: two of its four cells full, two empty
+    cells = [(44.25, -25.25), (44.75, -25.25), (44.25, -25.75), (44.75, -25.75)]
+    share = sum(_cell_fraction("SS", lon, lat) for lon, lat in cells) / 4
+    assert share == 0.5
+    assert _is(_shade(share), _pixel(result, image, 44.5, -25.5))
+    assert _is(_shade(1.0), _pixel(result, image, 2.5, 2.5))  # inside KK
+
+
+def test_coverage_of_a_build_without_it_says_to_rebuild(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match=r"rebuild with --coverage"):
+        render_preview(root, tmp_path / "x.png", coverage=True)
+    with pytest.raises(InputFileError, match=r"rebuild with --coverage"):
+        render_preview(root, tmp_path / "x.png", coverage=True, parameter_hash=_phash(root))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_coverage_picks_the_build_that_has_it(coverage_root: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "out"
+    shutil.copytree(coverage_root, copy)
+    iso, countries, raster = make_inputs(
+        tmp_path, COVERAGE_COUNTRIES, ncols=NCOLS, nrows=NROWS, transform=GRID
+    )
+    plain = build(iso, countries, raster, copy, predicate="any_overlap")
+    with_coverage = render_preview(copy, tmp_path / "c.png", coverage=True, width=400)
+    assert with_coverage.parameter_hash != plain.parameter_hash
+    with pytest.raises(ConfigError, match="pass --parameter-hash"):
+        render_preview(copy, tmp_path / "i.png", width=400)  # two tile_index partitions
+
+
+def test_cli_coverage_prints_the_shaded_rows_and_fails_cleanly_without(
+    coverage_root: Path, root: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "cli.png"
+    args = ["--out", str(coverage_root), "--png", str(png), "--coverage", "--width", "400"]
+    ok = CliRunner().invoke(preview, args)
+    assert ok.exit_code == 0, ok.output
+    assert "with coverage_fraction < 1 (shaded)" in ok.stdout
+    args = ["--out", str(root), "--png", str(tmp_path / "bad.png"), "--coverage"]
+    bad = CliRunner().invoke(preview, args)
+    assert bad.exit_code == 1
+    assert "rebuild with --coverage" in bad.stderr
+    assert "Traceback" not in bad.output
