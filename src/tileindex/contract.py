@@ -186,8 +186,12 @@ BUDGETS: Mapping[str, float] = {
 
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 # keys a dictionary may omit: only a build that publishes the dataset needs them
-# (docs/CONTRACT.md §6.1, §10.3, §10.4)
-OPTIONAL_DATASET_KEYS = ("tile_coverage", "region_geometry")
+# (docs/CONTRACT.md §6.1, §10.3, §10.4); tile_values and region_values are written by
+# ``tileindex values``, never by a build
+OPTIONAL_DATASET_KEYS = ("tile_coverage", "region_geometry", "tile_values", "region_values")
+# what ``tileindex values`` writes beside a published index (docs/CONTRACT.md §10.4): a
+# build neither writes these nor records them in its report's ``outputs``
+READ_SIDE_KEYS = ("tile_values", "region_values")
 COVERAGE_FIELDS = ("coverage_receipt",)  # docs/CONTRACT.md §8: the report, with --coverage
 COVERAGE_SUMMARY_FIELDS = ("coverage_area_fraction_sum",)
 
