@@ -140,7 +140,7 @@ def scaled_sum(values: npt.ArrayLike) -> int:
     for start in range(0, v.size, _BINCOUNT_SLICE):
         chunk = v[start : start + _BINCOUNT_SLICE]
         mant, exp = np.frexp(chunk)
-        m = np.ldexp(mant, 53).astype(np.int64)  # exact: |m| < 2^53
+        m = (mant * 9007199254740992.0).astype(np.int64)  # times 2^53, exact: |m| < 2^53
         lo_exp = int(exp.min())
         bins = exp - lo_exp
         hi = np.bincount(bins, weights=(m >> 26).astype(np.float64))
@@ -320,8 +320,8 @@ class _Windows:
         block = rows // step
         edges = np.flatnonzero(np.diff(block)) + 1
         for lo, hi in zip(np.r_[0, edges].tolist(), np.r_[edges, rows.size].tolist(), strict=True):
-            r0 = int(block[lo]) * step
-            r1 = min(r0 + step, self.grid.nrows)
+            # the block's rows this key has (rows ascend): never more than the block
+            r0, r1 = int(rows[lo]), int(rows[hi - 1]) + 1
             self._fill(rows[lo:hi], cols[lo:hi], r0, r1, out[lo:hi], valid[lo:hi])
         if self.info.nodata is not None:
             valid &= out != self.info.nodata
@@ -345,9 +345,13 @@ class _Windows:
         out: npt.NDArray[np.float64],
         valid: npt.NDArray[np.bool_],
     ) -> None:
-        used = np.unique(cols)
-        cuts = np.flatnonzero(np.diff(used) > self.gap) + 1
-        starts, stops = used[np.r_[0, cuts]], used[np.r_[cuts - 1, used.size - 1]] + 1
+        low, high = int(cols.min()), int(cols.max())
+        if high - low <= 4 * self.gap:  # too narrow for a gap worth skipping
+            starts, stops = np.array([low]), np.array([high + 1])
+        else:
+            used = np.unique(cols)
+            cuts = np.flatnonzero(np.diff(used) > self.gap) + 1
+            starts, stops = used[np.r_[0, cuts]], used[np.r_[cuts - 1, used.size - 1]] + 1
         which = np.searchsorted(starts, cols, side="right") - 1
         for k, (c0, c1) in enumerate(zip(starts.tolist(), stops.tolist(), strict=True)):
             sel = np.flatnonzero(which == k) if starts.size > 1 else slice(None)
@@ -400,7 +404,9 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     and return the statistics of its keys, in key order."""
     key = task.key_column
     schema = tile_values_schema(key)
-    index = pq.ParquetFile(task.index_part)
+    # the key as a dictionary: decoded without making a string per row (cast back for
+    # the output, which is cheaper than decoding the strings)
+    index = pq.ParquetFile(task.index_part, read_dictionary=[key])
     coverage = pq.ParquetFile(task.coverage_part) if task.coverage_part is not None else None
     stats: dict[str, _Stats] = {}
     rows = nulls = 0
@@ -419,14 +425,15 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
             value = np.empty(ids.size, dtype=np.float64)
             valid = np.empty(ids.size, dtype=np.bool_)
             keys = table.column(key)
-            for lo, hi in _runs(keys):
+            for lo, hi in _runs(keys.combine_chunks().indices):
                 v, ok = windows.values_at(r[lo:hi], c[lo:hi])
                 value[lo:hi], valid[lo:hi] = v, ok
                 f = None if fractions is None else fractions[lo:hi][ok]
                 part = _Stats.of(v[ok], f)
                 stats.setdefault(keys[lo].as_py(), _Stats()).add(part)
             out = pa.table(
-                [keys, table.column("tile_id"), pa.array(value, mask=~valid)], schema=schema
+                [pc.cast(keys, pa.string()), table.column("tile_id"), pa.array(value, mask=~valid)],
+                schema=schema,
             )
             writer.write_table(out, row_group_size=max(1, out.num_rows))
             rows += out.num_rows
@@ -434,15 +441,15 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     return _PartResult(task.number, rows, nulls, windows.cells_read, tuple(stats.items()))
 
 
-def _runs(keys: pa.ChunkedArray | pa.Array) -> Iterator[tuple[int, int]]:
-    """(start, stop) of each run of equal keys (the rows are sorted by key, §6.4)."""
-    n = len(keys)
-    if n == 0:
+def _runs(codes: pa.Array) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of equal dictionary codes. The rows are sorted by key
+    (§6.4), so a key is one run, or several if its value sits in the dictionary twice:
+    the statistics of a key's runs are added, so that changes nothing."""
+    c = codes.to_numpy(zero_copy_only=False)
+    if c.size == 0:
         return
-    arr = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    change = pc.not_equal(arr.slice(1), arr.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    edges = (np.flatnonzero(change) + 1).tolist()
-    yield from zip([0, *edges], [*edges, n], strict=True)
+    edges = (np.flatnonzero(c[1:] != c[:-1]) + 1).tolist()
+    yield from zip([0, *edges], [*edges, c.size], strict=True)
 
 
 def _fractions(
