@@ -372,6 +372,31 @@ def test_a_kill_before_the_statistics_is_completed_by_the_rerun(root: Path, tmp_
     assert again.paths["region_values"].read_bytes() == stats
 
 
+def test_the_index_is_untouched_and_still_validates(
+    root: Path, small_world, tmp_path: Path
+) -> None:
+    def snapshot() -> dict[str, bytes]:
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and ".tileindex-staging" not in p.parts
+        }
+
+    before = snapshot()
+    rows, _ = _cells(GRID)
+    result = tileindex.values(root, write_raster(tmp_path / "u.tif", (rows % 3).astype(np.uint8)))
+    after = snapshot()
+    added = set(after) - set(before)
+    assert {a.split("/")[3] for a in added if a.startswith("data/")} == {"tile_values"}
+    assert {a for a in added if not a.startswith("data/")} == {
+        result.paths["region_values"].relative_to(root).as_posix()
+    }
+    assert {k: after[k] for k in before} == before  # not one byte of the index changed
+    iso, countries, raster = small_world
+    report = tileindex.validate_partition(root, iso=iso, countries=countries, raster=raster)
+    assert report.ok, report.findings
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
