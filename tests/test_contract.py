@@ -38,6 +38,10 @@ BUILT_IN = {
     "region_geometry": (
         "reports/layer1/1B/state=S1/parameter_hash={parameter_hash}/region_geometry.parquet"
     ),
+    "tile_values": "data/layer1/1B/tile_values/parameter_hash={parameter_hash}/",
+    "region_values": (
+        "reports/layer1/1B/state=S1/parameter_hash={parameter_hash}/region_values.parquet"
+    ),
 }
 
 # a replacement dictionary: every artefact somewhere else
@@ -91,7 +95,7 @@ def test_a_user_dictionary_replaces_every_path(tmp_path: Path) -> None:
 
 def test_extra_keys_in_a_user_dictionary_are_ignored(tmp_path: Path) -> None:
     file = tmp_path / "paths.yaml"
-    file.write_text(_yaml({**ELSEWHERE, "tile_values": "val/{parameter_hash}/"}))
+    file.write_text(_yaml({**ELSEWHERE, "tile_elevation": "elev/{parameter_hash}/"}))
     assert tuple(DatasetDictionary.load(file).templates) == DATASET_KEYS
 
 

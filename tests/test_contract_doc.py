@@ -33,6 +33,7 @@ README = ROOT / "README.md"
 ARROW_TYPES = {
     "string": pa.string(),
     "uint64": pa.uint64(),
+    "int64": pa.int64(),
     "uint32": pa.uint32(),
     "float64": pa.float64(),
 }

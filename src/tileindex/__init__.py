@@ -31,6 +31,7 @@ from tileindex.pipeline import BuildResult, build
 from tileindex.prepare import PrepareResult, prepare_inputs
 from tileindex.preview import PreviewResult, render_preview
 from tileindex.validate import ValidationResult, validate_partition
+from tileindex.values import ValuesResult, values
 
 __all__ = [
     "AreaNonPositiveError",
@@ -56,6 +57,7 @@ __all__ = [
     "RasterMismatchError",
     "TileIndexError",
     "ValidationResult",
+    "ValuesResult",
     "WorkerError",
     "build",
     "open",
@@ -64,4 +66,5 @@ __all__ = [
     "run_demo",
     "run_parity",
     "validate_partition",
+    "values",
 ]

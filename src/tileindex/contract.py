@@ -138,6 +138,46 @@ def tile_coverage_schema(key_column: str = "country_iso") -> pa.Schema:
     return TILE_COVERAGE_SCHEMA.set(0, pa.field(key_column, pa.string(), nullable=False))
 
 
+# docs/CONTRACT.md §10.4: values from a raster on the index's grid, row for row with
+# tile_index (null where the raster holds nodata), and their statistics per region
+VALUE_COLUMN = "value"
+REGION_VALUE_COLUMNS = ("count", "sum", "mean", "min", "max")
+WEIGHTED_VALUE_COLUMNS = ("weighted_count", "weighted_sum", "weighted_mean")
+
+
+def tile_values_schema(key_column: str = DEFAULT_KEY_COLUMN) -> pa.Schema:
+    """The ``tile_values`` schema (docs/CONTRACT.md §10.4); its first column is named
+    ``key_column`` (§10.1)."""
+    return pa.schema(
+        [
+            pa.field(key_column, pa.string(), nullable=False),
+            pa.field("tile_id", pa.uint64(), nullable=False),
+            pa.field(VALUE_COLUMN, pa.float64(), nullable=True),
+        ]
+    )
+
+
+def region_values_schema(key_column: str = DEFAULT_KEY_COLUMN, weighted: bool = False) -> pa.Schema:
+    """The ``region_values`` schema (docs/CONTRACT.md §10.4): one row per key; the
+    ``weighted_*`` columns only when the index has ``tile_coverage``. ``count`` and the
+    sums are 0 for a region without values, the means, ``min`` and ``max`` null."""
+    fields = [
+        pa.field(key_column, pa.string(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+        pa.field("sum", pa.float64(), nullable=False),
+        pa.field("mean", pa.float64(), nullable=True),
+        pa.field("min", pa.float64(), nullable=True),
+        pa.field("max", pa.float64(), nullable=True),
+    ]
+    if weighted:
+        fields += [
+            pa.field("weighted_count", pa.float64(), nullable=False),
+            pa.field("weighted_sum", pa.float64(), nullable=False),
+            pa.field("weighted_mean", pa.float64(), nullable=True),
+        ]
+    return pa.schema(fields)
+
+
 # docs/CONTRACT.md §8: what the run report, its PAT counters and each country summary hold at least
 REPORT_FIELDS = (
     "parameter_hash",
@@ -186,8 +226,12 @@ BUDGETS: Mapping[str, float] = {
 
 DATASET_KEYS = ("tile_index", "tile_bounds", "run_report", "country_summaries", "event_log")
 # keys a dictionary may omit: only a build that publishes the dataset needs them
-# (docs/CONTRACT.md §6.1, §10.3, §10.4)
-OPTIONAL_DATASET_KEYS = ("tile_coverage", "region_geometry")
+# (docs/CONTRACT.md §6.1, §10.3, §10.4); tile_values and region_values are written by
+# ``tileindex values``, never by a build
+OPTIONAL_DATASET_KEYS = ("tile_coverage", "region_geometry", "tile_values", "region_values")
+# what ``tileindex values`` writes beside a published index (docs/CONTRACT.md §10.4): a
+# build neither writes these nor records them in its report's ``outputs``
+READ_SIDE_KEYS = ("tile_values", "region_values")
 COVERAGE_FIELDS = ("coverage_receipt",)  # docs/CONTRACT.md §8: the report, with --coverage
 COVERAGE_SUMMARY_FIELDS = ("coverage_area_fraction_sum",)
 

@@ -28,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 from tileindex.cache import MaskCache
 from tileindex.contract import (
     DEFAULT_KEY_COLUMN,
+    READ_SIDE_KEYS,
     DatasetDictionary,
     check_key_column,
     check_parameter_hash,
@@ -361,7 +362,11 @@ def _build(
         phash = phash or derive_parameter_hash(
             predicate, digests, grid.to_json(), key_column=key_column, coverage=coverage
         )
-        keys = [k for k in paths_dict.templates if coverage or k != COVERAGE_DATASET]
+        keys = [
+            k
+            for k in paths_dict.templates
+            if (coverage or k != COVERAGE_DATASET) and k not in READ_SIDE_KEYS
+        ]
         paths = {key: paths_dict.path(key, out, phash) for key in keys}
         # what the evidence records: paths relative to the output root, never the root
         relative = {key: paths_dict.relative(key, phash) for key in keys}

@@ -39,7 +39,7 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from tileindex.cli import build, demo, parity, prepare, preview, validate
+    from tileindex.cli import build, demo, parity, prepare, preview, validate, values
 
     main.add_command(build.build)
     main.add_command(demo.demo)
@@ -47,6 +47,7 @@ def _register() -> None:
     main.add_command(prepare.prepare)
     main.add_command(preview.preview)
     main.add_command(validate.validate)
+    main.add_command(values.values)
 
 
 _register()

@@ -1,0 +1,321 @@
+"""The cost and the agreement of ``tileindex values`` (docs/CONTRACT.md §10.4): the world
+at ``--resolution`` with a synthetic population-like raster, against a plain windowed
+read of the same raster and against exactextract.
+
+    python benchmarks/values.py [--resolution 30] [--repeats 3] [--workers 1]
+                                [--no-exactextract] [--record LABEL]
+
+Prepares the world's inputs, builds an ``any_overlap`` index with ``--coverage`` once
+(kept under ``benchmarks/_work/values/``), and writes a deterministic float32 raster on
+its grid (tiled 256 x 256, deflate, nodata -99999 in patches, values heavy-tailed like
+population counts; from the cell's tile id only, so the same at every run). Each repeat
+runs, as child processes measured from outside and alternating which goes first:
+
+- ``plain read``: every window ``tileindex values`` would read if it read the whole grid
+  (blocks of whole rows of at most ``WINDOW_BYTES``), summed with NumPy -- the floor of
+  any tool that looks at every pixel once;
+- ``values``: ``tileindex values --workers N`` on a copy of the index without values.
+
+The medians and the ratio (target: at most 1.5x at 30″) are printed. Then exactextract
+computes ``count`` and ``sum`` (both coverage-weighted by its definition: our
+``weighted_count`` and ``weighted_sum``) for every country's kept geometry (the union
+the build used, cut at ±180) on the same raster; its time and the largest relative
+difference against ``region_values`` are printed, with the countries that cross ±180
+(where exactextract does not wrap the grid) listed apart. ``--record LABEL`` appends the
+tables to ``benchmarks/RESULTS.md``. Only 30″ judges the target; e.g. ``--resolution 300``
+checks that the script works in a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import rasterio
+import shapely
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import BENCH, ROOT, measure
+
+import tileindex
+from tileindex.grid import Grid
+from tileindex.prepare import prepare_inputs
+from tileindex.values import WINDOW_BYTES
+
+WORK = BENCH / "_work" / "values"
+TARGET = 1.5
+NODATA = -99999.0
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def _index(resolution: float) -> Path:
+    """The world's any_overlap index with coverage at ``resolution``, built once."""
+    folder = WORK / f"inputs_{resolution:g}"
+    if not (folder / "prepare_report.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        prepare_inputs(folder, resolution)
+    out = WORK / f"index_{resolution:g}"
+    if not (out / "data").is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+        tileindex.build(
+            folder / "iso.parquet",
+            folder / "countries.parquet",
+            folder / "grid.tif",
+            out,
+            predicate="any_overlap",
+            coverage=True,
+            workers=None,
+        )
+    return out
+
+
+def population(grid: Grid, r0: int, r1: int) -> np.ndarray:
+    """Rows r0..r1 of the synthetic raster: a function of the tile id only."""
+    rows = np.arange(r0, r1, dtype=np.uint64)[:, None]
+    cols = np.arange(grid.ncols, dtype=np.uint64)[None, :]
+    tid = rows * np.uint64(grid.ncols) + cols
+    h = (tid * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)  # 24 well-mixed bits
+    u = h.astype(np.float64) / float(1 << 24)
+    value = (u**6 * 5000.0).astype(np.float32)  # mostly small, a few thousands
+    patches = ((rows // np.uint64(97) + cols // np.uint64(89)) % np.uint64(7)) == 0
+    return np.where(patches, np.float32(NODATA), value)
+
+
+def _raster(grid: Grid, resolution: float) -> Path:
+    path = WORK / f"population_{resolution:g}.tif"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp.tif")
+    profile = {
+        "driver": "GTiff",
+        "width": grid.ncols,
+        "height": grid.nrows,
+        "count": 1,
+        "dtype": "float32",
+        "crs": "EPSG:4326",
+        "transform": Affine(*grid.transform),
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(tmp, "w", **profile) as ds:
+        for r0 in range(0, grid.nrows, 256):
+            r1 = min(r0 + 256, grid.nrows)
+            ds.write(population(grid, r0, r1), 1, window=Window(0, r0, grid.ncols, r1 - r0))
+    tmp.rename(path)
+    return path
+
+
+# -- the contenders ------------------------------------------------------------------------
+
+
+def plain_read(raster: Path) -> dict[str, Any]:
+    """Read every pixel once, in the windows values would use, and sum the valid ones."""
+    t0 = time.perf_counter()
+    total, cells = 0.0, 0
+    with rasterio.open(raster) as ds:
+        block = ds.block_shapes[0][0]
+        rows = max(1, WINDOW_BYTES // (ds.width * 4))
+        rows -= rows % block if rows >= block else 0
+        for r0 in range(0, ds.height, rows):
+            h = min(rows, ds.height - r0)
+            data = ds.read(1, window=Window(0, r0, ds.width, h))
+            total += float(data[data != ds.nodata].sum(dtype=np.float64))
+            cells += data.size
+    return {"seconds": time.perf_counter() - t0, "cells": cells, "sum": total}
+
+
+def _fresh_copy(index: Path) -> Path:
+    out = WORK / "run"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(index, out, ignore=shutil.ignore_patterns("tile_values", "region_values*"))
+    return out
+
+
+def _exactextract(index: Path, raster: Path) -> dict[str, Any]:
+    from exactextract import exact_extract
+    from exactextract.feature import JSONFeatureSource
+
+    idx = tileindex.open(index)
+    geoms = idx.geometry()
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"key": key},
+            "geometry": json.loads(shapely.to_geojson(geom)),
+        }
+        for key, geom in geoms.items()
+        if not geom.is_empty
+    ]
+    t0, c0 = time.perf_counter(), time.process_time()
+    rows = exact_extract(
+        str(raster),
+        JSONFeatureSource(features),
+        ["count", "sum"],
+        include_cols=["key"],
+        output="geojson",
+    )
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "per_key": {r["properties"]["key"]: r["properties"] for r in rows},
+        "crosses_180": sorted(
+            k
+            for k, g in geoms.items()
+            if not g.is_empty and g.bounds[0] <= -180.0 + 1e-9 and g.bounds[2] >= 180.0 - 1e-9
+        ),
+    }
+
+
+def _rel(a: float, b: float) -> float:
+    if a == b:
+        return 0.0
+    return abs(a - b) / max(abs(a), abs(b))
+
+
+def _compare(ours: dict[str, dict[str, Any]], ee: dict[str, Any]) -> list[str]:
+    worst: dict[str, tuple[float, str]] = {}
+    for group in ("other", "crosses ±180"):
+        for ours_col, ee_col in (("weighted_count", "count"), ("weighted_sum", "sum")):
+            best = (0.0, "-")
+            for key, props in ee["per_key"].items():
+                if (key in ee["crosses_180"]) != (group == "crosses ±180"):
+                    continue
+                d = _rel(float(ours[key][ours_col]), float(props[ee_col] or 0.0))
+                best = max(best, (d, key))
+            worst[f"{group}/{ours_col}"] = best
+    lines = [
+        "| regions | our column | exactextract | largest relative difference | where |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (d, key) in worst.items():
+        group, col = name.split("/")
+        ee_col = "count" if col == "weighted_count" else "sum"
+        lines.append(f"| {group} | `{col}` | `{ee_col}` | {d:.2e} | {key} |")
+    return lines
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--resolution", type=float, default=30.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-exactextract", action="store_true")
+    ap.add_argument("--record", metavar="LABEL", default=None, help="append to RESULTS.md")
+    ap.add_argument("--plain-read", type=Path, help=argparse.SUPPRESS)  # the child process
+    args = ap.parse_args()
+    if args.plain_read is not None:
+        print(json.dumps(plain_read(args.plain_read)))
+        return
+
+    index = _index(args.resolution)
+    grid = tileindex.open(index).grid
+    raster = _raster(grid, args.resolution)
+    plain_cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-read", str(raster)]
+    runs: dict[str, list[dict[str, Any]]] = {"plain read": [], "values": []}
+    result: dict[str, Any] = {}
+    for rep in range(args.repeats):
+        order = ["plain read", "values"] if rep % 2 == 0 else ["values", "plain read"]
+        for name in order:
+            log = WORK / "logs" / f"{name.replace(' ', '_')}_{rep}.log"
+            if name == "values":
+                copy = _fresh_copy(index)
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "tileindex",
+                    "values",
+                    "--out",
+                    str(copy),
+                    "--raster",
+                    str(raster),
+                    "--workers",
+                    str(args.workers),
+                    "--json",
+                ]
+                res = measure(cmd, name, log)
+                result = json.loads(log.read_text().strip().splitlines()[-1])
+            else:
+                res = measure(plain_cmd, name, log)
+            runs[name].append(res)
+            print(f"repeat {rep + 1} {name}: {res['wall_s']:.1f} s", flush=True)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name] if r.get(key) is not None)
+
+    ratio = med("values", "wall_s") / med("plain read", "wall_s")
+    mib = 1 << 20
+    size = raster.stat().st_size
+    lines = [
+        "| run | wall (median) | CPU | process tree RSS |",
+        "|---|---|---|---|",
+    ]
+    for name in runs:
+        label = f"values --workers {args.workers}" if name == "values" else name
+        lines.append(
+            f"| {label} | {med(name, 'wall_s'):.1f} s | {med(name, 'cpu_s'):.1f} s | "
+            f"{med(name, 'tree_rss_peak_bytes') / mib:.0f} MiB |"
+        )
+    verdict = "within" if ratio <= TARGET else "OVER"
+    notes = [
+        f"- values: **{ratio:.2f}x** the plain windowed read ({verdict} the {TARGET}x "
+        f"target); {result.get('rows', 0):,} rows, {result.get('null_rows', 0):,} null, "
+        f"{grid.ncols} x {grid.nrows} = {grid.ncols * grid.nrows:,} cells, raster "
+        f"{size / mib:.0f} MiB (float32, deflate, 256² tiles)",
+    ]
+    text = [*lines, "", *notes]
+    if not args.no_exactextract:
+        ee = _exactextract(index, raster)
+        copy = WORK / "run"  # the last values run's output
+        stats_path = tileindex.open(copy).path("region_values")
+        ours = {r["country_iso"]: r for r in pq.read_table(stats_path).to_pylist()}
+        text += [
+            "",
+            f"- exactextract `count`, `sum` on the {len(ee['per_key'])} kept country "
+            f"geometries: {ee['seconds']:.1f} s wall, {ee['cpu_seconds']:.1f} s CPU (one "
+            f"process), {ee['seconds'] / med('values', 'wall_s'):.1f}x our values run; "
+            f"crossing ±180: {', '.join(ee['crosses_180']) or 'none'}",
+            "",
+            *_compare(ours, ee),
+        ]
+    out = "\n".join(text)
+    print(out)
+    if args.record:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        head = (
+            f"\n\n### Values ({args.record}): world at {args.resolution:g}″, "
+            f"--workers {args.workers}, medians of {args.repeats} (commit {commit}, {when})\n\n"
+        )
+        with (BENCH / "RESULTS.md").open("a", encoding="utf-8") as fh:
+            fh.write(head + out + "\n")
+    if math.isnan(ratio):
+        raise SystemExit("no timing")
+
+
+if __name__ == "__main__":
+    main()
