@@ -49,6 +49,7 @@ VALUES_DATASET = "tile_values"
 # per slot the cell's part of the region is triangulated (a sliver, module doc)
 _MAX_BATCH = 256
 _MAX_TRIES = 4096
+_SLIVER_TRIES = 4096
 # rows of a band of the kernel's within windows (a fixed grid of bands, so windows
 # do not depend on what else was drawn)
 _WITHIN_BAND = 256
@@ -442,7 +443,7 @@ def _sliver_point(
     if tris:
         area = np.array([t.area for t in tris])
         coords = np.array([np.asarray(t.exterior.coords)[:3] for t in tris])
-        for _ in range(_MAX_TRIES):
+        for _ in range(_SLIVER_TRIES):
             k = int(np.searchsorted(np.cumsum(area), rng.random() * area.sum(), side="right"))
             k = min(k, len(tris) - 1)
             a, b = rng.random(2)
