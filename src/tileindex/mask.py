@@ -200,8 +200,9 @@ def _fill(source: _Source, block: Window, regions: tuple[str, ...]) -> npt.NDArr
                 i = int(np.flatnonzero(dup)[0])
                 cell = (int(r[i]) + block.row_start) * g.ncols + int(c[i]) + block.col_start
                 raise InputError(
-                    f"cell {cell} belongs to several regions, so kind='id' cannot name one; "
-                    "use kind='boolean' (a 3-D mask with a region dimension) instead"
+                    f"cell {cell} belongs to several regions, so a mask of ids cannot name "
+                    "one; use kind='boolean' (a 3-D mask with a region dimension) or a "
+                    "coverage mask (--coverage: a band per region) instead"
                 )
             owner[r, c] = codes
             out[r, c] = code_id[codes]
