@@ -239,6 +239,26 @@ def test_the_sliver_fallback_gives_points_in_region_and_cell(
         assert _center_rule(k, mine["lon"].to_numpy(), mine["lat"].to_numpy()).all()
 
 
+def test_within_cells_agree_with_the_coverage_module(root: Path) -> None:
+    """The kernel-window shortcut that skips the point test, against coverage.cells_within
+    (another exact method), on every cell of each region, the sliver-only cells of CC too."""
+    from tileindex.coverage import cells_within
+    from tileindex.geometry import country_geometry
+
+    index = tileindex.open(root)
+    shortcut = importlib.import_module("tileindex.sample")._cells_within
+    for code in ("AA", "CC", "FJ"):
+        region = country_geometry(code, SMALL_WORLD_COUNTRIES[code])
+        tiles = index.to_table(code)["tile_id"].to_numpy().astype(np.int64)
+        row, col = np.divmod(tiles, SMALL_WORLD_GRID.ncols)
+        expect = cells_within(SMALL_WORLD_GRID, region, row, col)
+        assert 0 < expect.sum() < tiles.size
+        np.testing.assert_array_equal(shortcut(SMALL_WORLD_GRID, region, row, col), expect)
+        edge = ~expect  # only cells with no within cell in their window: no runs at all
+        got = shortcut(SMALL_WORLD_GRID, region, row[edge][:1], col[edge][:1])
+        assert not got.any()
+
+
 # -- reproducibility ------------------------------------------------------------------------
 
 

@@ -198,7 +198,7 @@ def _allocate(
             raise InputError(
                 f"{index.key_column} {', '.join(map(repr, empty[:5]))} has total weight 0 "
                 f"under weights={weights} (no cells, or no values), so no point can be drawn "
-                "in it; pass keys= without it (--keys), or draw "
+                "in it; pass keys= without it (--region KEY for the others), or draw "
                 "n in total instead of per region"
             )
         return np.full(len(keys), n, dtype=np.int64)
@@ -413,6 +413,8 @@ def _cells_within(
         r, c = row[here], col[here]
         window = Window(int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1)
         runs = mask_chunk(grid, window, region, "within")
+        if len(runs) == 0:
+            continue
         # runs are sorted by (row, col0) and disjoint: the run at or before each cell
         order = runs.row * grid.ncols + runs.col0
         key = r * grid.ncols + c
