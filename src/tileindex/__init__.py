@@ -26,10 +26,12 @@ from tileindex.errors import (
 )
 from tileindex.index import Index
 from tileindex.index import open_index as open
+from tileindex.mask import MaskResult, to_xarray, write_mask
 from tileindex.parity import ParityResult, run_parity
 from tileindex.pipeline import BuildResult, build
 from tileindex.prepare import PrepareResult, prepare_inputs
 from tileindex.preview import PreviewResult, render_preview
+from tileindex.sample import sample
 from tileindex.validate import ValidationResult, validate_partition
 from tileindex.values import ValuesResult, values
 
@@ -49,6 +51,7 @@ __all__ = [
     "InputError",
     "InputFileError",
     "IsoForeignKeyError",
+    "MaskResult",
     "OutputError",
     "ParityResult",
     "PerfBudgetError",
@@ -65,6 +68,9 @@ __all__ = [
     "render_preview",
     "run_demo",
     "run_parity",
+    "sample",
+    "to_xarray",
     "validate_partition",
     "values",
+    "write_mask",
 ]

@@ -40,6 +40,8 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     from tileindex.cli import build, demo, parity, prepare, preview, validate, values
+    from tileindex.cli import mask as mask_cmd
+    from tileindex.cli import sample as sample_cmd
 
     main.add_command(build.build)
     main.add_command(demo.demo)
@@ -48,6 +50,8 @@ def _register() -> None:
     main.add_command(preview.preview)
     main.add_command(validate.validate)
     main.add_command(values.values)
+    main.add_command(sample_cmd.sample)
+    main.add_command(mask_cmd.mask)
 
 
 _register()
