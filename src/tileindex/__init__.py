@@ -26,6 +26,7 @@ from tileindex.errors import (
 )
 from tileindex.index import Index
 from tileindex.index import open_index as open
+from tileindex.lookup import PointLookup, lookup
 from tileindex.parity import ParityResult, run_parity
 from tileindex.pipeline import BuildResult, build
 from tileindex.prepare import PrepareResult, prepare_inputs
@@ -50,6 +51,7 @@ __all__ = [
     "IsoForeignKeyError",
     "OutputError",
     "ParityResult",
+    "PointLookup",
     "PerfBudgetError",
     "PrepareResult",
     "PreviewResult",
@@ -58,6 +60,7 @@ __all__ = [
     "ValidationResult",
     "WorkerError",
     "build",
+    "lookup",
     "open",
     "prepare_inputs",
     "render_preview",

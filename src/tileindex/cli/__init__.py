@@ -39,10 +39,11 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from tileindex.cli import build, demo, parity, prepare, preview, validate
+    from tileindex.cli import build, demo, lookup, parity, prepare, preview, validate
 
     main.add_command(build.build)
     main.add_command(demo.demo)
+    main.add_command(lookup.lookup)
     main.add_command(parity.parity)
     main.add_command(prepare.prepare)
     main.add_command(preview.preview)
