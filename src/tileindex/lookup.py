@@ -256,8 +256,8 @@ def check_points(
     if bad.any():
         i = int(np.argmax(bad))
         raise InputError(
-            f"{what} {offset + i} (lon={x[i]!r}, lat={y[i]!r}) is not a lon/lat position: "
-            f"coordinates must be finite with |lat| <= 90 and |lon| <= 540 "
+            f"{what} {offset + i} (lon={float(x[i])!r}, lat={float(y[i])!r}) is not a lon/lat "
+            f"position: coordinates must be finite with |lat| <= 90 and |lon| <= 540 "
             f"({int(bad.sum())} bad point(s)); drop or fix them"
         )
     return wrap_center(x), y
