@@ -168,6 +168,17 @@ def test_lookup_equals_the_brute_force_on_the_small_world(world_index, points) -
     assert _rows(got, "country_iso") == brute_force(SMALL_WORLD_COUNTRIES, lon, lat)
 
 
+def test_every_special_point_of_the_small_world_and_its_360_shift(world_index) -> None:
+    """Each vertex, edge point, hole edge point, cell corner and centre once, as given
+    and 360 degrees away (hypothesis above mixes them with random points)."""
+    points = _WORLD_SPECIAL + [(x + 360.0 if x <= 0 else x - 360.0, y) for x, y in _WORLD_SPECIAL]
+    lon = [p[0] for p in points]
+    lat = [p[1] for p in points]
+    assert _rows(lookup(world_index, lon, lat), "country_iso") == brute_force(
+        SMALL_WORLD_COUNTRIES, lon, lat
+    )
+
+
 def test_named_points_of_the_small_world(world_index) -> None:
     cases = {
         (5.0, 5.0): ["AA"],  # inside the host
@@ -260,6 +271,30 @@ def test_keys_of_one_point_come_in_utf8_byte_order(tmp_path: Path) -> None:
     # bytes: Z (5A) < a (61) < U+E000 (EE ..) < U+1F600 (F0 ..)
     assert got["zone"].to_pylist() == ["Z", "a", "\ue000", "\U0001f600", "a"]
     assert got["point"].to_pylist() == [0, 0, 0, 0, 1]
+
+
+def test_overlapping_and_nested_regions(tmp_path: Path) -> None:
+    """A layer whose regions overlap: cells wholly inside one region and meeting another
+    must not be answered by the first alone."""
+    layer = {
+        "O1": [shapely.box(0.0, 0.0, 10.0, 10.0)],
+        "O2": [shapely.box(5.2, 5.2, 15.0, 15.0)],  # overlaps O1, edges off the grid lines
+        "IN": [shapely.Polygon([(2, 2), (4.3, 2.1), (3.1, 4.4)])],  # inside O1
+        "HO": [shapely.box(1, 1, 9, 9).difference(shapely.box(3, 3, 7, 7))],  # O1 again, holed
+    }
+    rows = [(k, g) for k, gs in layer.items() for g in gs]
+    regions = write_countries(tmp_path / "regions.parquet", rows, iso_column="zone")
+    raster = write_grid(tmp_path / "grid.tif", 40, 40, (0.5, 0.0, -2.0, 0.0, -0.5, 18.0))
+    build(None, regions, raster, tmp_path / "out", key_column="zone")
+    index = tileindex.open(tmp_path / "out")
+    grid = index.grid
+    special = _special_points(layer, grid, rows=range(0, 40, 3), cols=range(0, 40, 3))
+    rng = np.random.default_rng(11)
+    lon = [p[0] for p in special] + list(rng.uniform(-3, 19, 4000))
+    lat = [p[1] for p in special] + list(rng.uniform(-3, 19, 4000))
+    got = lookup(index, lon, lat)
+    assert _rows(got, "zone") == brute_force(layer, lon, lat)
+    assert set(got["zone"].to_pylist()) == {"HO", "IN", "O1", "O2", None}
 
 
 def test_regions_partly_off_the_grid(tmp_path: Path) -> None:
