@@ -549,3 +549,17 @@ def test_api_file_lookup_refuses_an_existing_output(world_index, tmp_path: Path)
         lookup_points_file(world_index, tmp_path / "p.csv", tmp_path / "o.parquet")
     with pytest.raises(InputFileError, match="does not exist"):
         lookup_points_file(world_index, tmp_path / "nope.parquet", tmp_path / "x.parquet")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    edges=st.lists(st.floats(-200, 200, allow_nan=False), min_size=1, max_size=40, unique=True),
+    values=st.lists(st.floats(-300, 300, allow_nan=False), max_size=40),
+)
+def test_the_locator_is_searchsorted(edges, values) -> None:
+    from tileindex.lookup import _Locator
+
+    e = np.sort(np.asarray(edges, dtype=np.float64))
+    v = np.asarray(values + edges, dtype=np.float64)  # values on the edges too
+    expect = np.searchsorted(e, v, side="right") - 1
+    assert (_Locator.of(e).find(v) == expect).all()

@@ -111,6 +111,8 @@ class PointLookup:
     holes: npt.NDArray[np.object_]
     part_region: Int32Array
     tree: shapely.STRtree
+    rows: _Locator
+    cols: _Locator
 
     @classmethod
     def from_index(cls, index: Index) -> PointLookup:
@@ -145,6 +147,7 @@ class PointLookup:
                 shells.append(shapely.Polygon(part.exterior))
                 holes.append(shapely.MultiPolygon([shapely.Polygon(h) for h in part.interiors]))
                 part_region.append(rid)
+        row_edges = grid.f + grid.e * np.arange(grid.nrows + 1, dtype=np.float64)
         shell_arr = np.array(shells, dtype=object)
         hole_arr = np.array(holes, dtype=object)
         shapely.prepare(shell_arr)
@@ -156,7 +159,7 @@ class PointLookup:
             starts=starts,
             codes=codes,
             blocks=_block_table(grid, starts, codes),
-            row_edges=grid.f + grid.e * np.arange(grid.nrows + 1, dtype=np.float64),
+            row_edges=row_edges,
             piece_x0=x0,
             piece_x1=x1,
             piece_col=col,
@@ -164,6 +167,8 @@ class PointLookup:
             holes=hole_arr,
             part_region=np.asarray(part_region, dtype=np.int32),
             tree=shapely.STRtree(shell_arr),
+            rows=_Locator.of(-row_edges),
+            cols=_Locator.of(x0),
         )
 
     @property
@@ -180,11 +185,11 @@ class PointLookup:
         x, y = lon, lat
         g = self.grid
         n = x.size
-        # rows: row_edges descends; strictly inside row r iff edge[r] > y > edge[r + 1]
-        r = np.searchsorted(-self.row_edges, -y, side="right") - 1
+        # rows: the edges f + e*k descend; strictly inside row r iff edge[r] > y > edge[r+1]
+        r = self.rows.find(-y)
         rc = np.clip(r, 0, g.nrows - 1)
         strict = (r >= 0) & (r < g.nrows) & (self.row_edges[rc] > y) & (y > self.row_edges[rc + 1])
-        i = np.searchsorted(self.piece_x0, x, side="right") - 1
+        i = self.cols.find(x)
         ic = np.clip(i, 0, self.piece_x0.size - 1)
         strict &= (i >= 0) & (self.piece_x0[ic] < x) & (x < self.piece_x1[ic])
         col = self.piece_col[ic]
@@ -211,11 +216,11 @@ class PointLookup:
 
     def exact_pairs(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, Int32Array]:
         """(point, region id) pairs by the exact per-part test (module doc), unique."""
-        points = shapely.points(x, y)
-        pt, part = self.tree.query(points)  # bounding boxes only: candidates
-        keep = shapely.intersects(self.shells[part], points[pt])
+        pt, part = self.tree.query(shapely.points(x, y))  # bounding boxes only: candidates
+        # prepared shells and holes; intersects_xy tests coordinates without point objects
+        keep = shapely.intersects_xy(self.shells[part], x[pt], y[pt])
         pt, part = pt[keep], part[keep]
-        keep = ~shapely.intersects(self.holes[part], points[pt])
+        keep = ~shapely.intersects_xy(self.holes[part], x[pt], y[pt])
         key = np.unique(pt[keep].astype(np.int64) * len(self.keys) + self.part_region[part[keep]])
         out_pt, out_reg = np.divmod(key, max(len(self.keys), 1))
         return out_pt, out_reg.astype(np.int32)
@@ -230,6 +235,47 @@ class PointLookup:
             [pa.array(pt + offset, pa.int64()), key],
             schema=lookup_schema(self.key_column),
         )
+
+
+@dataclass(frozen=True, eq=False)
+class _Locator:
+    """``np.searchsorted(edges, v, side="right") - 1`` for many ``v``, by arithmetic.
+
+    A random binary search costs ~250 ns a value (branch misses); here a table of
+    buckets narrower than half the median edge gap gives a first index, two steps
+    forward correct it, and the values where ``edges[i] <= v < edges[i + 1]`` still
+    fails (narrow pieces, values off the edges) fall back to the search. Exact: every
+    answer is checked against the edges themselves."""
+
+    edges: FloatArray
+    lo: float
+    width: float
+    first: IntArray
+
+    @classmethod
+    def of(cls, edges: FloatArray) -> _Locator:
+        edges = np.asarray(edges, dtype=np.float64)
+        gaps = np.diff(edges)
+        width = float(np.median(gaps)) / 2.0 if gaps.size else 1.0
+        lo = float(edges[0])
+        nb = int(min(np.ceil((edges[-1] - lo) / width) + 1, 1 << 24)) if gaps.size else 1
+        width = max(width, float(edges[-1] - lo) / max(nb - 1, 1)) if gaps.size else 1.0
+        starts = lo + width * np.arange(nb, dtype=np.float64)
+        first = np.searchsorted(edges, starts, side="right") - 1
+        return cls(edges, lo, width, np.clip(first, 0, edges.size - 1).astype(np.int64))
+
+    def find(self, v: FloatArray) -> IntArray:
+        e, last = self.edges, self.edges.size - 1
+        with np.errstate(invalid="ignore"):
+            b = np.clip((v - self.lo) / self.width, 0, self.first.size - 1).astype(np.int64)
+        i = self.first[b]
+        for _ in range(2):
+            i += (i < last) & (v >= e[np.minimum(i + 1, last)])
+        ok = (e[i] <= v) & ((i == last) | (v < e[np.minimum(i + 1, last)]))
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            i[bad] = np.searchsorted(e, v[bad], side="right") - 1
+        return i
 
 
 def lookup_schema(key_column: str) -> pa.Schema:
