@@ -228,6 +228,10 @@ class PointLookup:
     def table(self, lon: npt.ArrayLike, lat: npt.ArrayLike, offset: int = 0) -> pa.Table:
         """The ``point`` / key table of one batch (points numbered from ``offset``)."""
         x, y = check_points(lon, lat, offset=offset)
+        return self._answer(x, y, offset)
+
+    def _answer(self, x: FloatArray, y: FloatArray, offset: int) -> pa.Table:
+        """:meth:`table` of points already checked and wrapped (:func:`check_points`)."""
         pt, reg = self.pairs(x, y)
         names = pa.array(self.keys, pa.string())
         key = names.take(pa.array(reg, pa.int32(), mask=reg < 0))
@@ -348,8 +352,8 @@ def lookup(
     size = _check_batch_size(batch_size)
     x = np.asarray(lon, dtype=np.float64).ravel()
     y = np.asarray(lat, dtype=np.float64).ravel()
-    check_points(x, y)  # the whole input first: nothing is answered for bad input
-    parts = [table.table(x[s : s + size], y[s : s + size], s) for s in range(0, x.size, size)]
+    x, y = check_points(x, y)  # the whole input first: nothing is answered for bad input
+    parts = [table._answer(x[s : s + size], y[s : s + size], s) for s in range(0, x.size, size)]
     if not parts:
         return lookup_schema(table.key_column).empty_table()
     return pa.concat_tables(parts)
@@ -574,7 +578,7 @@ def lookup_points_file(
                 base = counts["points"]
                 # rows are numbered 1-based after the header, as the build's inputs are
                 x, y = check_points(x, y, base + 1, f"points file {points}: row")
-                found = finder.table(x, y, 0)
+                found = finder._answer(x, y, 0)
                 local, keys = found.column("point"), found.column(key)
                 counts["unmatched"] += keys.null_count
                 if drop_unmatched:
