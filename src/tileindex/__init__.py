@@ -26,6 +26,7 @@ from tileindex.errors import (
 )
 from tileindex.index import Index
 from tileindex.index import open_index as open
+from tileindex.lookup import PointLookup, lookup
 from tileindex.mask import MaskResult, to_xarray, write_mask
 from tileindex.parity import ParityResult, run_parity
 from tileindex.pipeline import BuildResult, build
@@ -55,6 +56,7 @@ __all__ = [
     "OutputError",
     "ParityResult",
     "PerfBudgetError",
+    "PointLookup",
     "PrepareResult",
     "PreviewResult",
     "RasterMismatchError",
@@ -63,6 +65,7 @@ __all__ = [
     "ValuesResult",
     "WorkerError",
     "build",
+    "lookup",
     "open",
     "prepare_inputs",
     "render_preview",

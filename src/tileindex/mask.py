@@ -1,4 +1,4 @@
-"""Masks of a published index for array users (docs/CONTRACT.md §10.4.5, §10.5).
+"""Masks of a published index for array users (docs/CONTRACT.md §10.4, §10.5).
 
 A bounding box selects a window of the grid: every cell whose box meets the open lon/lat
 box, in the grid's own (unwrapped) coordinates, cut to the grid. The window becomes a lazy

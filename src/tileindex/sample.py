@@ -1,4 +1,4 @@
-"""Weighted sampling of locations from a published index (docs/CONTRACT.md §10.4.4).
+"""Weighted sampling of locations from a published index (docs/CONTRACT.md §10.4).
 
 ``sample(index, n)`` draws cells with weights (cell area, the ``tile_values`` value, or
 area x coverage fraction), then a point uniform (in the plane of lon/lat degrees, as

@@ -39,12 +39,13 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from tileindex.cli import build, demo, parity, prepare, preview, validate, values
+    from tileindex.cli import build, demo, lookup, parity, prepare, preview, validate, values
     from tileindex.cli import mask as mask_cmd
     from tileindex.cli import sample as sample_cmd
 
     main.add_command(build.build)
     main.add_command(demo.demo)
+    main.add_command(lookup.lookup)
     main.add_command(parity.parity)
     main.add_command(prepare.prepare)
     main.add_command(preview.preview)
