@@ -454,6 +454,21 @@ def write_grid(path: Path, grid: Grid) -> None:
 # -- files ----------------------------------------------------------------------------
 
 
+def _write_report(path: Path, report: dict[str, Any], files: Sequence[Path]) -> dict[str, Any]:
+    """``report`` plus the checksum and size of each written file, written atomically as
+    the prepare report (the last file a prepare writes); returns what was written."""
+    report = {
+        **report,
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
+    }
+    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        write_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise InputFileError(f"cannot write {path}: {exc}") from exc
+    return report
+
+
 def _write_parquet(table: pa.Table) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         pq.write_table(table, path, row_group_size=max(table.num_rows, 1), **_PARQUET_OPTIONS)
@@ -563,17 +578,10 @@ def prepare_inputs(
             "compress": _GTIFF_OPTIONS["compress"],
             "sparse": True,
         },
-        "files": {
-            name: {"sha256": sha256_file(paths[name]), "bytes": paths[name].stat().st_size}
-            for name in (ISO_FILE, COUNTRIES_FILE, GRID_FILE)
-        },
     }
-    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-    try:
-        write_atomic(paths[REPORT_FILE], text.encode("utf-8"))
-    except OSError as exc:
-        raise InputFileError(f"cannot write {paths[REPORT_FILE]}: {exc}") from exc
+    report = _write_report(
+        paths[REPORT_FILE], report, [paths[n] for n in (ISO_FILE, COUNTRIES_FILE, GRID_FILE)]
+    )
     seconds = time.perf_counter() - started
     logger.info("prepared inputs in %s (%.2f s)", out_dir, seconds)
     return PrepareResult(

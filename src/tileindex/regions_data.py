@@ -40,6 +40,7 @@ from tileindex.prepare import (
     _distribution_version,
     _polygonal_part,
     _write_parquet,
+    _write_report,
     grid_for_resolution,
     write_grid,
 )
@@ -367,18 +368,9 @@ def _write_inputs(
         if isinstance(exc, InputFileError):
             raise
         raise InputFileError(f"cannot write into {out_dir}: {exc}") from exc
-    report = {
-        **report,
-        "files": {
-            name: {"sha256": sha256_file(paths[name]), "bytes": paths[name].stat().st_size}
-            for name in (REGIONS_FILE, KEYS_FILE, GRID_FILE)
-        },
-    }
-    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    try:
-        write_atomic(paths[REPORT_FILE], text.encode("utf-8"))
-    except OSError as exc:
-        raise InputFileError(f"cannot write {paths[REPORT_FILE]}: {exc}") from exc
+    report = _write_report(
+        paths[REPORT_FILE], report, [paths[n] for n in (REGIONS_FILE, KEYS_FILE, GRID_FILE)]
+    )
     seconds = time.perf_counter() - started
     logger.info("prepared region inputs in %s (%.2f s)", out_dir, seconds)
     return PrepareRegionsResult(
