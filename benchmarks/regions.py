@@ -69,20 +69,13 @@ DEFAULT_WINDOW = (0.0, 10.0, 40.0, 50.0)
 # the phases whose share docs/CONTRACT.md §10.1 bounds; the others are reported beside them
 BOUNDED = ("planning", "summaries", "evidence")
 PHASES: dict[str, tuple[str, ...]] = {
-    "inputs": (
-        "tileindex.pipeline:read_iso_list",
-        "tileindex.pipeline:read_country_layer",
-        "tileindex.pipeline:read_grid",
-        "tileindex.pipeline:read_key_list",
-        "tileindex.pipeline:read_region_layer",
-    ),
+    "inputs": ("tileindex.pipeline:read_inputs",),
     "geometry": (
         "tileindex.pipeline:country_geometry",
         "tileindex.pipeline:geometry_digest",
     ),
     "planning": (
         "tileindex.pipeline:plan_countries",
-        "tileindex.pipeline:plan_regions",
         "tileindex.pipeline:execution_order",
         "tileindex.pipeline:plan_parts",
         "tileindex.telemetry:PlanEvent.of",
@@ -91,7 +84,6 @@ PHASES: dict[str, tuple[str, ...]] = {
     "summaries": (
         "tileindex.pipeline:_summary",
         "tileindex.pipeline:country_summary",
-        "tileindex.pipeline:region_summary",
     ),
     "checks": ("tileindex.pipeline:check_runs",),
     "evidence": (
