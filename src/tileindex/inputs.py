@@ -435,18 +435,18 @@ def _check_geo_metadata(metadata: dict[bytes, bytes], path: Path, role: str) -> 
             f"{where}: the CRS of column 'geom' cannot be parsed ({_one_line(exc)}); reproject "
             "the layer to EPSG:4326 and write its CRS as PROJJSON"
         ) from exc
-    if not _is_wgs84_lonlat(crs):
+    if not is_wgs84_lonlat(crs):
         raise CrsMismatchError(
-            f"{where}: layer CRS is {_crs_name(crs)}, not EPSG:4326 lon/lat; reproject the "
+            f"{where}: layer CRS is {crs_name(crs)}, not EPSG:4326 lon/lat; reproject the "
             "layer to EPSG:4326"
         )
 
 
-def _is_wgs84_lonlat(crs: CRS) -> bool:
+def is_wgs84_lonlat(crs: CRS) -> bool:
     return any(crs.equals(ref, ignore_axis_order=True) for ref in _WGS84)
 
 
-def _crs_name(crs: CRS) -> str:
+def crs_name(crs: CRS) -> str:
     auth = crs.to_authority()
     if auth:
         return f"{auth[0]}:{auth[1]} ({crs.name})"
@@ -872,9 +872,9 @@ def _grid_from_header(
         raise CrsMismatchError(
             f"{where}: raster CRS cannot be interpreted ({_one_line(exc)}); warp it to EPSG:4326"
         ) from exc
-    if not _is_wgs84_lonlat(pcrs):
+    if not is_wgs84_lonlat(pcrs):
         raise CrsMismatchError(
-            f"{where}: raster CRS is {_crs_name(pcrs)}, not EPSG:4326 lon/lat; warp the raster "
+            f"{where}: raster CRS is {crs_name(pcrs)}, not EPSG:4326 lon/lat; warp the raster "
             "to an EPSG:4326 grid"
         )
     if no_transform:
@@ -922,6 +922,8 @@ __all__ = [
     "CountryLayer",
     "GridInput",
     "IsoList",
+    "crs_name",
+    "is_wgs84_lonlat",
     "key_lines_digest",
     "layer_key_list",
     "read_country_layer",

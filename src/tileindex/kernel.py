@@ -312,7 +312,7 @@ def _segment(
     if band_keys.size:
         br, bc = np.divmod(band_keys - lay.offset, lay.stride)
         px, py = xs[bc], rows.ty[br]
-        exact_shell, exact_center = _exact_points(country, px, py)
+        exact_shell, exact_center = exact_points(country, px, py)
         in_shell = in_shell.patch(band_keys, exact_shell)
         if predicate == "center":
             inside = inside.patch(band_keys, exact_center)
@@ -404,7 +404,7 @@ def _within(
     return inside.difference(_Intervals.cells(near)).union(_Intervals.cells(near[todo[covered]]))
 
 
-def _exact_points(
+def exact_points(
     country: CountryGeometry, x: FloatArray, y: FloatArray
 ) -> tuple[BoolArray, BoolArray]:
     """(in some closed shell, centre-included) for each point, decided by GEOS per part."""

@@ -44,14 +44,14 @@ from tileindex.inputs import (
     IsoList,
     _check_codes,
     _check_keys,
-    _crs_name,
     _decode_geometries,
     _grid_from_header,
-    _is_wgs84_lonlat,
     _one_line,
     _quote,
     _show_key,
     _where,
+    crs_name,
+    is_wgs84_lonlat,
     key_lines_digest,
     layer_key_list,
     read_country_layer,
@@ -346,9 +346,9 @@ def _check_frame_crs(crs: object, where: str) -> None:
             f"{where}: the frame's CRS cannot be interpreted ({_one_line(exc)}); reproject it "
             "with frame.to_crs('EPSG:4326')"
         ) from exc
-    if not _is_wgs84_lonlat(pcrs):
+    if not is_wgs84_lonlat(pcrs):
         raise CrsMismatchError(
-            f"{where}: layer CRS is {_crs_name(pcrs)}, not EPSG:4326 lon/lat; reproject the "
+            f"{where}: layer CRS is {crs_name(pcrs)}, not EPSG:4326 lon/lat; reproject the "
             "layer with frame.to_crs('EPSG:4326')"
         )
 

@@ -35,7 +35,7 @@ from tileindex.errors import ConfigError, InputError, InputFileError
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import FloatArray, Grid, IntArray, Window, wrap_center
 from tileindex.index import Index
-from tileindex.kernel import _exact_points, mask_chunk
+from tileindex.kernel import exact_points, mask_chunk
 from tileindex.layout import COVERAGE_DATASET
 from tileindex.rowgroups import read_row_groups, row_groups, select_row_groups
 
@@ -396,7 +396,7 @@ def _accept(
     ok = within & strict
     test = ~within
     if test.any():
-        _, center = _exact_points(region, lon[test], y[test])
+        _, center = exact_points(region, lon[test], y[test])
         ok[test] = center
     return ok
 
@@ -452,7 +452,7 @@ def _sliver_point(
             if a + b > 1.0:
                 a, b = 1.0 - a, 1.0 - b
             p = coords[k, 0] + a * (coords[k, 1] - coords[k, 0]) + b * (coords[k, 2] - coords[k, 0])
-            _, center = _exact_points(region, np.array([p[0]]), np.array([p[1]]))
+            _, center = exact_points(region, np.array([p[0]]), np.array([p[1]]))
             if center[0] and s <= p[1] <= nth:
                 return float(p[0]), float(p[1])
     raise InputError(

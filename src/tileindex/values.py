@@ -57,7 +57,7 @@ from tileindex.grid import Grid
 from tileindex.index import Index, open_index
 
 # one home for "is this CRS EPSG:4326 lon/lat" and how a CRS is named in a message
-from tileindex.inputs import _crs_name, _is_wgs84_lonlat
+from tileindex.inputs import crs_name, is_wgs84_lonlat
 from tileindex.layout import COVERAGE_DATASET, part_files, part_name
 from tileindex.shards import (
     discard_staging,
@@ -253,9 +253,9 @@ def _check_raster(path: Path, grid: Grid, band: int) -> _RasterInfo:
             f"{where}: raster CRS cannot be interpreted ({' '.join(str(exc).split())}); warp "
             "it onto the index's EPSG:4326 grid"
         ) from exc
-    if not _is_wgs84_lonlat(pcrs):
+    if not is_wgs84_lonlat(pcrs):
         raise CrsMismatchError(
-            f"{where}: raster CRS is {_crs_name(pcrs)}, not EPSG:4326 lon/lat like the "
+            f"{where}: raster CRS is {crs_name(pcrs)}, not EPSG:4326 lon/lat like the "
             f"index's grid; warp it onto that grid ({_warp_hint(grid)})"
         )
     if any(issubclass(w.category, NotGeoreferencedWarning) for w in caught):
