@@ -26,7 +26,7 @@ from tileindex.grid import ChunkMask, Grid, MaskCounts, Runs, Window
 from tileindex.layout import COVERAGE_DATASET, DATASETS, part_name
 from tileindex.plan import PartTask, WorkUnit
 from tileindex.report import WorkerStats, open_files_now, peak_rss_bytes
-from tileindex.rows import coverage_batch, iter_batches
+from tileindex.rows import coverage_batch, iter_groups
 from tileindex.shards import DatasetWriter
 
 MaskFn = Callable[[Grid, Window, CountryGeometry, str], ChunkMask]
@@ -192,20 +192,21 @@ def encode_part(
         key_column,
         coverage=fractions is not None,
     ) as writer:
-        bounds = np.flatnonzero(np.diff(runs.country)) + 1
+        # one pair per row group (the part starts on a row-group boundary), written
+        # before the next is made: the pairs can share one set of buffers
+        pairs = iter_groups(
+            grid, codes, predicate, runs, rows_per_row_group, key_column=key_column, reuse=True
+        )
         done = 0  # rows of this part written so far
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(runs)], strict=True):
-            if hi <= lo:
-                continue
-            iso = codes[int(runs.country[lo])]
-            part = runs.take(slice(lo, hi))
-            for index, bound in iter_batches(grid, iso, predicate, part, key_column=key_column):
-                cov = None
-                if fractions is not None and writer.coverage_schema is not None:
-                    here = fractions.slice(done, done + index.num_rows)
-                    cov = coverage_batch(index, here, writer.coverage_schema)
-                writer.write(index, bound, cov)
-                done += index.num_rows
+        for index, bound in pairs:
+            cov = None
+            if fractions is not None and writer.coverage_schema is not None:
+                here = fractions.slice(done, done + index.num_rows)
+                cov = coverage_batch(index, here, writer.coverage_schema)
+            writer.write(index, bound, cov)
+            # the buffers are reused: a full group must be in the file before the next
+            assert index.num_rows < rows_per_row_group or writer.pending_rows == 0
+            done += index.num_rows
     size = 0
     digests = {}
     names = DATASETS + ((COVERAGE_DATASET,) if fractions is not None else ())
