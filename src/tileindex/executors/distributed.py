@@ -78,7 +78,7 @@ class DaskExecutor(Executor):
 
     def check(self) -> None:
         """Raise :class:`SchedulerLostError` unless the client is connected."""
-        if self._client.status != "running":
+        if self._gone():
             raise self._lost()
 
     def _deliver(self, result: Future[Any], task: Any) -> None:
@@ -92,9 +92,11 @@ class DaskExecutor(Executor):
             _settle(result, value=outcome)
 
     def _gone(self) -> bool:
+        # "connecting" once the scheduler connection dropped, "closed" after dask gave up
         return self._client.status != "running"
 
     def _lost(self) -> SchedulerLostError:
+        # said when the runner stops: its callers (build, values) publish only after it
         return SchedulerLostError(
             f"lost the connection to the dask scheduler at {self.address}; nothing was "
             "published: restart the scheduler and its workers and build again (the same "
