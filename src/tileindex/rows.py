@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -21,6 +21,18 @@ from tileindex.errors import (
 )
 from tileindex.grid import FloatArray, Grid, IntArray, Runs
 from tileindex.predicates import check_predicate
+
+if TYPE_CHECKING:
+    from tileindex.plan import WorkUnit
+
+
+class UnitCells(Protocol):
+    """What :func:`check_unit_order` reads of a unit's result: the (lowest, highest)
+    tile id of its cells, None without cells."""
+
+    @property
+    def tile_ids(self) -> tuple[int, int] | None: ...
+
 
 DEFAULT_MAX_ROWS = 1 << 20
 
@@ -86,9 +98,11 @@ def check_runs(grid: Grid, runs: Runs, codes: Sequence[str]) -> None:
     """Require runs that can be published: each on the grid, and all in (country,
     tile_id) order without overlap (``runs.country`` indexes ``codes``).
 
-    This is the build's one duplicate check (E003, docs/CONTRACT.md §8), made on the whole
-    run table, O(runs): every published row is a cell of exactly one of these runs, in
-    this order, so rows cannot repeat a key or leave key order when the runs do not.
+    With :func:`check_unit_order` this is the build's duplicate check (E003,
+    docs/CONTRACT.md §8): a worker checks each unit's runs as it makes them, O(runs),
+    and the coordinator the order of the units. Every published row is a cell of
+    exactly one of these runs, in this order, so rows cannot repeat a key or leave key
+    order when the runs do not.
     """
     r, c0, c1, k = runs.row, runs.col0, runs.col1, runs.country
     backwards = c1 < c0
@@ -126,6 +140,31 @@ def check_runs(grid: Grid, runs: Runs, codes: Sequence[str]) -> None:
             raster_row=int(r[i]),
             raster_col=int(c0[i]),
         )
+
+
+def check_unit_order(
+    codes: Sequence[str], units: Sequence[WorkUnit], results: Sequence[UnitCells]
+) -> None:
+    """Require the units' cells, in unit order, to be in (key, tile_id) order without
+    overlap (E003, docs/CONTRACT.md §8): each unit's own runs were checked by
+    :func:`check_runs` where they were made, so it is enough that every unit with cells
+    starts after the previous one of its key ends, and that keys come in ``codes``
+    order. O(units): the parent never needs the runs themselves."""
+    index = {code: i for i, code in enumerate(codes)}
+    prev: tuple[int, int] | None = None  # (key index, last tile id) of the last unit with cells
+    for unit, res in zip(units, results, strict=True):
+        if res.tile_ids is None:
+            continue
+        key = index[unit.country_iso]
+        first, last = res.tile_ids
+        if prev is not None and (key < prev[0] or (key == prev[0] and first <= prev[1])):
+            raise DuplicateTileError(
+                f"country {unit.country_iso}: unit {unit.unit_id} (rows {unit.row_start}-"
+                f"{unit.row_stop}) starts at tile {first}, not after the unit before it; units "
+                "must be in (country_iso, tile_id) order and disjoint",
+                country_iso=unit.country_iso,
+            )
+        prev = (key, last)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,8 +242,7 @@ def _check_values(
         raise BoundsError(f"country {iso}: a centroid longitude lies outside [-180, 180]")
 
 
-@numba.njit(nogil=True, cache=True)
-def _expand(  # pragma: no cover - compiled; tested through iter_batches
+def _expand_cells(
     run_rows: IntArray,
     first_col: IntArray,
     counts: IntArray,
@@ -250,6 +288,16 @@ def _expand(  # pragma: no cover - compiled; tested through iter_batches
         p += n
 
 
+@functools.cache
+def _expand() -> Callable[..., None]:
+    """:func:`_expand_cells` compiled by numba (cached on disk by numba, so a process
+    pays only the load). Imported on first use: numba and its compiler cost a process
+    ~130 MB, which a coordinator that only hands parts to workers never needs."""
+    import numba
+
+    return numba.njit(nogil=True, cache=True)(_expand_cells)
+
+
 @functools.lru_cache(maxsize=4)
 def _repeated(value: str, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(value, pa.string()), n)
@@ -268,7 +316,7 @@ class _Buffers:
     area, west, east, south, north."""
 
     def __init__(self, n: int) -> None:
-        self.columns = (
+        self.columns: tuple[npt.NDArray[Any], ...] = (
             np.empty(n, dtype=np.uint64),
             np.empty(n, dtype=np.uint32),
             np.empty(n, dtype=np.uint32),
@@ -318,7 +366,7 @@ def _build(
     _check_values([codes[int(k)] for k in run_key], t, run_rows, first_col, counts)
 
     columns = [c[:n] for c in out.columns]
-    _expand(
+    _expand()(
         run_rows, first_col, counts, grid.ncols,
         t.lon, t.west, t.east, t.lat, t.area, t.south, t.north,
         *columns,
@@ -358,4 +406,11 @@ def coverage_batch(
     )
 
 
-__all__ = ["DEFAULT_MAX_ROWS", "check_runs", "coverage_batch", "iter_batches", "iter_groups"]
+__all__ = [
+    "DEFAULT_MAX_ROWS",
+    "check_runs",
+    "check_unit_order",
+    "coverage_batch",
+    "iter_batches",
+    "iter_groups",
+]
