@@ -6,7 +6,7 @@ import errno
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from enum import Enum
@@ -94,8 +94,15 @@ class TaskRunner:
         self.close(cancel=exc[0] is not None)
 
     def close(self, cancel: bool = False) -> None:
-        if self._owned:
+        if not self._owned:
+            return
+        if cancel or not isinstance(self._pool, ProcessPoolExecutor):
             self._pool.shutdown(wait=True, cancel_futures=cancel)
+        else:
+            # every job is done: the workers' interpreter teardown (a second or two)
+            # overlaps with the receipt and the publish instead of delaying them; the
+            # pool's own exit hook still joins them before this process ends
+            self._pool.shutdown(wait=False)
 
     def run(
         self,
