@@ -228,7 +228,7 @@ def main() -> int:
         f"({args.boundary_share:g} on vertices, half of them on hole vertices)"
     )
     print(
-        f"structure: built in {t_build:.2f} s, {finder.starts.size:,} intervals, "
+        f"structure: built in {t_build:.2f} s, {finder.codes.size:,} intervals, "
         f"{finder.blocks.size:,} blocks ({(finder.blocks >= -1).mean():.1%} uniform), "
         f"{finder.nbytes / 2**20:.1f} MiB of arrays; peak RSS {rss / 2**30:.2f} GiB"
     )
