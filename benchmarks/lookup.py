@@ -196,24 +196,33 @@ def _duckdb(finder, geoms, lon, lat):
 
 
 def _explain(name, ours, theirs, finder, geoms, lon, lat, sample=8):
-    """Disagreements with the distance of each point to its region's boundary."""
+    """Disagreements with the distance of each point to its region's boundary and to
+    the outlines of the region's holes (where closed and open holes differ)."""
     nk = len(finder.keys)
     only_ours, only_theirs = np.setdiff1d(ours, theirs), np.setdiff1d(theirs, ours)
+    hole_lines: dict[str, shapely.Geometry] = {}
     lines = []
-    dists = []
+    dists, on_hole = [], 0
     for which, arr in (("tileindex only", only_ours), (f"{name} only", only_theirs)):
         pt, kid = np.divmod(arr, nk)
         for p, k in zip(pt.tolist(), kid.tolist(), strict=True):
             key = finder.keys[k]
-            d = shapely.distance(shapely.Point(lon[p], lat[p]), geoms[key].boundary)
+            if key not in hole_lines:
+                rings = [r for part in shapely.get_parts(geoms[key]) for r in part.interiors]
+                hole_lines[key] = shapely.multilinestrings(rings) if rings else None
+            point = shapely.Point(lon[p], lat[p])
+            d = shapely.distance(point, geoms[key].boundary)
+            hole = hole_lines[key] is not None and shapely.distance(point, hole_lines[key]) == 0
             dists.append(d)
+            on_hole += bool(hole)
             if len(lines) < sample:
+                where = "on a hole's outline" if hole else "not on a hole's outline"
                 lines.append(
                     f"    {which}: point {p} ({float(lon[p])!r}, {float(lat[p])!r}) {key}: "
-                    f"distance {d:g}"
+                    f"distance {d:g} to its boundary, {where}"
                 )
     on_boundary = sum(1 for d in dists if d == 0.0)
-    return only_ours.size, only_theirs.size, on_boundary, lines
+    return only_ours.size, only_theirs.size, on_boundary, on_hole, lines
 
 
 def _git_commit() -> str:
@@ -294,12 +303,13 @@ def main() -> int:
                 notes.append(f"{name} skipped: {why}")
                 continue
             seconds, theirs = res
-            a, b, zero, lines = _explain(name, mine, theirs, finder, geoms, lon, lat)
+            a, b, zero, hole, lines = _explain(name, mine, theirs, finder, geoms, lon, lat)
             agree = 1.0 - (a + b) / max(np.union1d(mine, theirs).size, 1)
             print(
                 f"{name} ({m:,} points): {seconds:.2f} s, {m / seconds:,.0f} points/s, "
                 f"{theirs.size:,} pairs; agreement {agree:.6%}: {a} pairs only ours, "
-                f"{b} only theirs, {zero} of {a + b} on the region's boundary (distance 0)"
+                f"{b} only theirs, {zero} of {a + b} on the region's boundary (distance 0), "
+                f"{hole} on one of its holes' outlines (closed there, open here)"
             )
             for line in lines:
                 print(line)
@@ -310,7 +320,7 @@ def main() -> int:
                     m / seconds,
                     theirs.size,
                     f"{agree:.6%}",
-                    f"{a} / {b}, {zero} on the boundary",
+                    f"{a} / {b}: {zero} on the region's boundary, {hole} on a hole's outline",
                 )
             )
     if args.record:
