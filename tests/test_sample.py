@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +16,21 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tileindex
 from tileindex.cli import main
 from tileindex.contract import DatasetDictionary
 from tileindex.errors import ConfigError, InputError, InputFileError
+from tileindex.executors import get_executor
 from tileindex.pipeline import build
+from tileindex.rowgroups import read_key_runs, row_groups
 
 from factories import SMALL_WORLD_COUNTRIES, SMALL_WORLD_GRID
 
 REGIONS = ["AA", "BB", "CC", "FJ"]  # ZZ has no cell
+SAMPLE = importlib.import_module("tileindex.sample")
 _VALUES_TEMPLATE = "data/layer1/1B/tile_values/parameter_hash={parameter_hash}/"
 
 
@@ -47,12 +54,10 @@ def _value_of(tile_id: np.ndarray) -> np.ndarray:
     return (tile_id % 7).astype(np.float64)
 
 
-@pytest.fixture(scope="module")
-def values_root(root: Path, tmp_path_factory: pytest.TempPathFactory) -> tileindex.Index:
+def _with_values(root: Path, copy: Path, value: np.ndarray | None = None) -> tileindex.Index:
     """A copy of the index with a tile_values dataset (as 'tileindex values' publishes:
     key, tile_id, value float64 nullable, the keys and order of tile_index), opened with a
-    dataset dictionary that names it."""
-    copy = tmp_path_factory.mktemp("sample-values") / "out"
+    dataset dictionary that names it; ``value`` by row, default :func:`_value_of`."""
     shutil.copytree(root, copy)
     builtin = DatasetDictionary.load()
     templates = {**builtin.templates, "tile_values": _VALUES_TEMPLATE}
@@ -62,16 +67,30 @@ def values_root(root: Path, tmp_path_factory: pytest.TempPathFactory) -> tileind
     folder.mkdir(parents=True)
     rows = index.to_table(columns=["country_iso", "tile_id"])
     ids = rows["tile_id"].to_numpy()
-    value = _value_of(ids)
     table = pa.table(
         {
             "country_iso": rows["country_iso"],
             "tile_id": rows["tile_id"],
-            "value": pa.array(value, pa.float64(), mask=ids % 7 == 0),
+            "value": pa.array(
+                _value_of(ids) if value is None else value, pa.float64(), mask=ids % 7 == 0
+            ),
         }
     )
     pq.write_table(table, folder / "part-00000.parquet", row_group_size=50)
     return index
+
+
+@pytest.fixture(scope="module")
+def values_root(root: Path, tmp_path_factory: pytest.TempPathFactory) -> tileindex.Index:
+    return _with_values(root, tmp_path_factory.mktemp("sample-values") / "out")
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[Executor]:
+    """Two worker processes, started once for the tests that compare worker counts."""
+    executor, _ = get_executor("process", 2)
+    with executor:
+        yield executor
 
 
 # -- helpers written for the tests, independent of the module ----------------------------
@@ -288,7 +307,88 @@ def test_the_layout_of_the_partition_does_not_change_the_points(
         assert a.equals(b), weights
 
 
+def test_workers_do_not_change_the_table(
+    root: Path, pool: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # jobs of about 300 rows: the small world's regions spread over several jobs (and
+    # AA, the largest, alone), run on two processes in whatever order they finish
+    monkeypatch.setattr(SAMPLE, "_JOB_ROWS", 300)
+    index = tileindex.open(root)
+    groups = row_groups(index.path("tile_index"), "country_iso")
+    assert len(SAMPLE._job_ranges(SAMPLE._rows_per_key(groups, REGIONS))) >= 3
+    for kwargs in (
+        {"n": 4000, "weights": "coverage"},
+        {"n": 300, "per_region": True, "keys": REGIONS, "weights": "area"},
+    ):
+        serial = tileindex.sample(index, seed=12, **kwargs)  # type: ignore[arg-type]
+        parallel = tileindex.sample(index, seed=12, executor=pool, **kwargs)  # type: ignore[arg-type]
+        assert parallel.equals(serial), kwargs
+        assert parallel.num_rows == (1200 if "keys" in kwargs else 4000)
+
+
+def test_cli_writes_the_same_bytes_for_any_worker_count(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SAMPLE, "_JOB_ROWS", 300)  # several jobs, so two processes start
+    files = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"p{workers}.parquet"
+        args = ["sample", str(root), "--n", "3000", "--weights", "coverage", "--seed", "5"]
+        result = CliRunner().invoke(main, [*args, "--workers", workers, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+    assert pq.read_table(tmp_path / "p2.parquet").num_rows == 3000
+
+
+@pytest.mark.parametrize("batch_rows", [3, 64, 1000])
+def test_the_reading_batch_does_not_change_the_points(root: Path, batch_rows: int) -> None:
+    """Chunking: the rows of weights are read ``batch_rows`` at a time (cut inside row
+    groups, or spanning them); each region's running sum goes on across the cuts."""
+    index = tileindex.open(root)
+    for weights in ("area", "coverage"):
+        expect = tileindex.sample(index, 600, weights=weights, seed=13)
+        got = tileindex.sample(index, 600, weights=weights, seed=13, batch_rows=batch_rows)
+        assert got.equals(expect), weights
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    keys=st.lists(st.sampled_from([*REGIONS, "ZZ"]), min_size=1, unique=True).map(sorted),
+    batch_rows=st.integers(2, 300),
+)
+def test_key_runs_are_the_rows_of_the_keys_in_order(root: Path, keys, batch_rows) -> None:
+    index = tileindex.open(root)
+    groups = row_groups(index.path("tile_index"), "country_iso")
+    pieces = list(read_key_runs(groups, ["tile_id"], "country_iso", keys, batch_rows))
+    assert all(0 < p.num_rows <= batch_rows for _, p in pieces)
+    assert all(pc.all(pc.equal(p["country_iso"].cast(pa.string()), k)).as_py() for k, p in pieces)
+    got = np.concatenate([p["tile_id"].to_numpy() for _, p in pieces] or [np.empty(0, np.uint64)])
+    expect = index.to_table(keys, columns=["tile_id"])["tile_id"].to_numpy()
+    np.testing.assert_array_equal(got, expect)
+
+
+def test_the_first_refusal_in_key_order_is_raised(root: Path, tmp_path: Path, monkeypatch) -> None:
+    """Bad weights in BB and CC, in jobs of their own: the error names BB whichever job
+    runs or finishes first (CC, the larger, starts first)."""
+    monkeypatch.setattr(SAMPLE, "_JOB_ROWS", 1)
+    rows = tileindex.open(root).to_table(columns=["country_iso", "tile_id"])
+    bad = np.isin(rows["country_iso"].to_numpy(False), ["BB", "CC"])
+    value = np.where(bad, -1.0, 1.0)
+    index = _with_values(root, tmp_path / "bad", value)
+    with pytest.raises(InputError, match=r"tile_values of 'BB' has value -1.0 at tile_id"):
+        tileindex.sample(index, 10, weights="values", keys=["BB", "CC"])
+
+
 # -- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_rows", [0, -1, 2.5, True])
+def test_batch_rows_must_be_a_positive_integer(root: Path, batch_rows: object) -> None:
+    with pytest.raises(ConfigError, match=r"batch_rows .* is not a positive integer"):
+        tileindex.sample(tileindex.open(root), 5, batch_rows=batch_rows)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n", [0, -3, 2.5, True])

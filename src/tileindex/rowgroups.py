@@ -1,18 +1,20 @@
 """Row groups of a published dataset and their statistics: the read side's pruning.
 
 Rows are sorted by (key, tile_id) (docs/CONTRACT.md §6.4), so each row group's footer
-statistics bound the keys and tile ids it can hold. Sampling reads the row groups of one
-key at a time; masks read the row groups whose tile ids meet a chunk's rows. Only
-footers are read up front; nothing here writes.
+statistics bound the keys and tile ids it can hold. Sampling reads the row groups of a
+few consecutive keys, once, in batches cut at key changes; masks read the row groups
+whose tile ids meet a chunk's rows. Only footers are read up front; nothing here writes.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,7 +22,7 @@ import pyarrow.parquet as pq
 from tileindex.errors import InputFileError
 from tileindex.layout import part_files
 
-__all__ = ["RowGroup", "read_row_groups", "row_groups", "select_row_groups"]
+__all__ = ["RowGroup", "read_key_runs", "read_row_groups", "row_groups", "select_row_groups"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,49 @@ def read_row_groups(
             )
             mask = inside if mask is None else pc.and_(mask, inside)
         yield table if mask is None else table.filter(mask)
+
+
+def read_key_runs(
+    groups: Sequence[RowGroup],
+    columns: Sequence[str],
+    key_column: str,
+    keys: Sequence[str],
+    batch_rows: int,
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The rows of ``keys`` in ``groups``, in row order, as ``(key, rows)`` pieces of at
+    most ``batch_rows`` rows, each piece consecutive rows of one key.
+
+    Rows are sorted by key (docs/CONTRACT.md §6.4), so a key's rows in a batch are one
+    run: found from the dictionary codes, never by comparing strings per row. Memory is
+    one batch, whatever the size of a row group; a row group is read once however many
+    of ``keys`` it holds.
+    """
+    wanted = set(keys)
+    names = list(dict.fromkeys([key_column, *columns]))
+    for path, same_file in itertools.groupby(groups, key=lambda g: g.path):
+        with pq.ParquetFile(path, read_dictionary=[key_column]) as parquet:
+            batches = parquet.iter_batches(
+                batch_size=batch_rows, row_groups=[g.index for g in same_file], columns=names
+            )
+            for batch in batches:
+                for key, start, stop in _runs(batch.column(key_column)):
+                    if key in wanted:
+                        yield key, batch.slice(start, stop - start)
+
+
+def _runs(column: pa.Array) -> Iterator[tuple[str, int, int]]:
+    """(key, start, stop) of each run of equal keys of a dictionary column (two codes
+    of one value are one run)."""
+    codes = np.asarray(column.indices.to_numpy(zero_copy_only=False))
+    if codes.size == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    values = column.dictionary.to_pylist()
+    run_keys = [values[c] for c in codes[starts].tolist()]
+    bounds = [*starts.tolist(), int(codes.size)]
+    key, start = run_keys[0], 0
+    for i in range(1, len(run_keys)):
+        if run_keys[i] != key:
+            yield key, start, bounds[i]
+            key, start = run_keys[i], bounds[i]
+    yield key, start, bounds[-1]

@@ -14,37 +14,50 @@ Reproducible by construction: every region has its own random stream, derived fr
 rows; the cells are found by one running sum over the region's rows in published order
 (a sequential sum, so it does not depend on how the rows are read). So the points of a
 region do not depend on the other regions, the order regions are processed in, the
-row-group layout or the worker count. Only ``n`` in total (``per_region=False``) ties
-regions together: the counts per region are one multinomial draw over the regions'
-total weights, from a stream of the seed alone.
+row-group layout, the batches the rows are read in or the worker count. Only ``n`` in
+total (``per_region=False``) ties regions together: the counts per region are one
+multinomial draw over the regions' total weights, from a stream of the seed alone.
+
+Two passes over the weights, each a set of jobs on the project's executors: the totals
+of every region asked for, then (after the split of ``n``) the cells and points of the
+regions that draw any. A job is a run of consecutive keys (they share row groups), cut
+at about ``_JOB_ROWS`` rows, a large region alone; jobs start largest first. A job reads
+its row groups once, ``batch_rows`` rows at a time, so memory is a batch plus the
+points, never a region or the dataset.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from tileindex.errors import ConfigError, InputError, InputFileError
+from tileindex.executors import ExecutorSpec, Job, TaskRunner, default_workers
 from tileindex.geometry import CountryGeometry
 from tileindex.grid import FloatArray, Grid, IntArray, Window, wrap_center
 from tileindex.index import Index
 from tileindex.kernel import exact_points, mask_chunk
 from tileindex.layout import COVERAGE_DATASET
-from tileindex.rowgroups import read_row_groups, row_groups, select_row_groups
+from tileindex.rowgroups import RowGroup, read_key_runs, row_groups, select_row_groups
 
-__all__ = ["VALUES_DATASET", "WEIGHTS", "sample", "sample_schema"]
+__all__ = ["BATCH_ROWS", "VALUES_DATASET", "WEIGHTS", "sample", "sample_schema"]
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = ("area", "values", "coverage")
 VALUES_DATASET = "tile_values"
+# rows of weights read at a time (the memory of a job's reading, a few MiB)
+BATCH_ROWS = 1 << 18
 # candidate points per slot per rejection round grow from 1 to this; past _MAX_TRIES
 # per slot the cell's part of the region is triangulated (a sliver, module doc)
 _MAX_BATCH = 256
@@ -53,6 +66,11 @@ _SLIVER_TRIES = 4096
 # rows of a band of the kernel's within windows (a fixed grid of bands, so windows
 # do not depend on what else was drawn)
 _WITHIN_BAND = 256
+# a job's size: consecutive keys up to about this many rows; a drawn point counts as
+# _POINT_ROWS rows (its rejection and exact tests cost about that much reading). Only
+# the schedule depends on them, never a point.
+_JOB_ROWS = 1 << 22
+_POINT_ROWS = 256
 _ALLOCATION_STREAM = 0
 _REGION_STREAM = 1
 
@@ -76,6 +94,10 @@ def sample(
     weights: str = "area",
     seed: int = 0,
     keys: str | Iterable[str] | None = None,
+    workers: int | None = 1,
+    *,
+    executor: ExecutorSpec = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> pa.Table:
     """Draw ``n`` points in total (or ``n`` per region with ``per_region=True``).
 
@@ -88,6 +110,12 @@ def sample(
         weighs 0) or ``coverage`` (area x ``coverage_fraction``).
     seed : a non-negative integer; the same seed gives the same table.
     keys : the regions to draw from (default: every key of the index).
+    workers : worker processes that draw regions in parallel (None: every core); 1, the
+        default, runs in this process, as :func:`tileindex.build` does (whose note on
+        ``spawn`` and ``__main__`` applies). The table does not depend on it.
+    executor : as for :func:`tileindex.build`.
+    batch_rows : rows of weights read at a time, the reading memory of a job. The table
+        does not depend on it.
 
     Returns a table ``<key>``, ``tile_id``, ``lon``, ``lat`` ordered by key (the
     index's order), then tile id, then draw.
@@ -99,50 +127,80 @@ def sample(
     """
     n = _check_count(n)
     seed = _check_seed(seed)
+    batch_rows = _check_batch_rows(batch_rows)
     if weights not in WEIGHTS:
         raise ConfigError(f"weights {weights!r} is unknown; valid weights are {', '.join(WEIGHTS)}")
     wanted = _check_keys(index, keys)
     source = _WeightSource.of(index, weights)
     groups = row_groups(index.path(source.dataset), index.key_column)
+    rows = _rows_per_key(groups, wanted)
 
-    totals = np.array([source.total(groups, k) for k in wanted], dtype=np.float64)
-    counts = _allocate(n, per_region, wanted, totals, seed, index, weights)
+    ranges = _job_ranges(rows)
+    with TaskRunner(executor, _pool_size(workers, executor, len(ranges))) as runner:
+        totals = _totals(runner, source, groups, wanted, ranges, batch_rows)
+        counts = _allocate(n, per_region, wanted, totals, seed, index, weights)
+        points = _draws(
+            runner, index, source, groups, wanted, rows, totals, counts, seed, batch_rows
+        )
+        log.debug("sampled %d points in %d regions, %d workers", n, len(points), runner.workers)
+    return _table(index.key_column, points)
 
-    geometry = index.geometry() if counts.any() else {}
-    grid = index.grid
-    tables = []
-    for key, m, total in zip(wanted, counts.tolist(), totals.tolist(), strict=True):
-        if m == 0:
-            continue
-        rng = np.random.Generator(np.random.PCG64(_region_seed(seed, key)))
-        draw = rng.random(m) * total
-        # the product may round up to total itself; no cell has a range ending above it
-        draw = np.minimum(draw, np.nextafter(total, 0.0))
-        draw.sort()
-        tile, within = source.cells(groups, key, draw)
-        lon, lat = _points(
-            grid,
-            CountryGeometry.from_geometry(key, geometry[key]),
-            tile,
-            within,
+
+def _totals(
+    runner: TaskRunner,
+    source: _WeightSource,
+    groups: Sequence[RowGroup],
+    keys: Sequence[str],
+    ranges: Sequence[tuple[int, int]],
+    batch_rows: int,
+) -> FloatArray:
+    """The total weight of each key (the end of its running sum)."""
+    tasks = [
+        _TotalsTask(source, lo, tuple(keys[lo:hi]), _groups_of(groups, keys[lo:hi]), batch_rows)
+        for lo, hi in ranges
+    ]
+    totals = np.zeros(len(keys), dtype=np.float64)
+    for task, got in _run(runner, tasks, _totals_job, "the weights"):
+        totals[task.first : task.first + len(task.keys)] = got
+    return totals
+
+
+def _draws(
+    runner: TaskRunner,
+    index: Index,
+    source: _WeightSource,
+    groups: Sequence[RowGroup],
+    keys: Sequence[str],
+    rows: Sequence[float],
+    totals: FloatArray,
+    counts: IntArray,
+    seed: int,
+    batch_rows: int,
+) -> list[tuple[str, _Points]]:
+    """The points of every key that draws any, in key order."""
+    drawn = [i for i, m in enumerate(counts.tolist()) if m]
+    geometry = index.geometry() if drawn else {}
+    tasks = []
+    for lo, hi in _job_ranges([rows[i] + _POINT_ROWS * float(counts[i]) for i in drawn]):
+        mine = drawn[lo:hi]
+        names = tuple(keys[i] for i in mine)
+        task = _DrawTask(
+            source,
+            lo,
+            names,
+            tuple(int(counts[i]) for i in mine),
+            tuple(float(totals[i]) for i in mine),
+            tuple(geometry[k] for k in names),
+            _groups_of(groups, names),
+            seed,
             index.predicate,
-            rng,
+            batch_rows,
         )
-        tables.append(
-            pa.table(
-                {
-                    index.key_column: pa.array([key] * m, pa.string()),
-                    "tile_id": pa.array(tile, pa.uint64()),
-                    "lon": pa.array(lon, pa.float64()),
-                    "lat": pa.array(lat, pa.float64()),
-                },
-                schema=sample_schema(index.key_column),
-            )
-        )
-        log.debug("sampled %d points of %s", m, key)
-    if not tables:
-        return sample_schema(index.key_column).empty_table()
-    return pa.concat_tables(tables)
+        tasks.append(task)
+    points: list[tuple[str, _Points]] = [("", _NO_POINTS)] * len(drawn)
+    for task, got in _run(runner, tasks, _draw_job, "the points"):
+        points[task.first : task.first + len(task.keys)] = zip(task.keys, got, strict=True)
+    return points
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -158,6 +216,12 @@ def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or int(seed) < 0:
         raise ConfigError(f"seed {seed!r} is not a non-negative integer; pass e.g. seed=0")
     return int(seed)
+
+
+def _check_batch_rows(rows: object) -> int:
+    if isinstance(rows, bool) or not isinstance(rows, int | np.integer) or int(rows) <= 0:
+        raise ConfigError(f"batch_rows {rows!r} is not a positive integer; pass e.g. {BATCH_ROWS}")
+    return int(rows)
 
 
 def _check_keys(index: Index, keys: str | Iterable[str] | None) -> list[str]:
@@ -214,6 +278,82 @@ def _allocate(
     return rng.multinomial(n, totals / grand).astype(np.int64)
 
 
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def _rows_per_key(groups: Sequence[RowGroup], keys: Sequence[str]) -> list[float]:
+    """About how many rows each key has, from the footers: a row group's rows shared
+    evenly among the keys its statistics span (for the schedule only)."""
+    out = [0.0] * len(keys)
+    for g in groups:
+        lo, hi = bisect.bisect_left(keys, g.key_min), bisect.bisect_right(keys, g.key_max)
+        for i in range(lo, hi):
+            out[i] += g.num_rows / (hi - lo)
+    return out
+
+
+def _job_ranges(cost: Sequence[float]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` runs of consecutive keys (which share row groups) of about
+    ``_JOB_ROWS`` cost at most (a costlier key alone), the costliest first."""
+    ranges = []
+    lo, acc = 0, 0.0
+    for i, c in enumerate(cost):
+        if i > lo and acc + c > _JOB_ROWS:
+            ranges.append((lo, i))
+            lo, acc = i, 0.0
+        acc += c
+    if cost:
+        ranges.append((lo, len(cost)))
+    return sorted(ranges, key=lambda r: (-sum(cost[r[0] : r[1]]), r[0]))
+
+
+def _pool_size(workers: int | None, executor: ExecutorSpec, jobs: int) -> int | None:
+    """No more worker processes than jobs: a pool for one job only costs its start."""
+    if executor is not None or not (workers is None or (isinstance(workers, int) and workers > 1)):
+        return workers  # a ready executor, or a value get_executor checks
+    return min(default_workers() if workers is None else workers, max(jobs, 1))
+
+
+def _groups_of(groups: Sequence[RowGroup], keys: Sequence[str]) -> tuple[RowGroup, ...]:
+    return tuple(select_row_groups(groups, keys=keys))
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Bad input a job found, returned rather than raised so that the run refuses with
+    the first in key order, whichever job finishes first."""
+
+    position: int
+    key: str
+    message: str
+
+
+def _refusal(task: _TotalsTask | _DrawTask, exc: InputError) -> _Refusal:
+    key = str(exc.context["country_iso"])
+    return _Refusal(task.first + task.keys.index(key), key, exc.message)
+
+
+_Task = TypeVar("_Task", bound="_TotalsTask | _DrawTask")
+
+
+def _run(
+    runner: TaskRunner, tasks: Sequence[_Task], fn: Callable[[_Task, int], Any], what: str
+) -> list[tuple[_Task, Any]]:
+    """Each task with its result, in the tasks' order; the first refusal in key order
+    is raised."""
+    jobs = [Job(i, fn, (t,), f"{what} of {_label(t.keys)}") for i, t in enumerate(tasks)]
+    results = runner.run(jobs, on_result=lambda *_: None)
+    refused = [r for r in results.values() if isinstance(r, _Refusal)]
+    if refused:
+        first = min(refused, key=lambda r: r.position)
+        raise InputError(first.message, country_iso=first.key)
+    return [(t, results[i]) for i, t in enumerate(tasks)]
+
+
+def _label(keys: Sequence[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]} ({len(keys)} keys)"
+
+
 # -- weights ---------------------------------------------------------------------------------
 
 
@@ -248,77 +388,160 @@ class _WeightSource:
         }[weights]
         return cls(weights, dataset, column, index.key_column, index.grid)
 
-    def _rows(
-        self, groups: Sequence, key: str
-    ) -> Iterator[tuple[IntArray, FloatArray, FloatArray]]:
-        """(tile id, weight, the raw column) of ``key``'s rows, in published order."""
-        mine = select_row_groups(groups, keys=[key])
-        for table in read_row_groups(
-            mine, ["tile_id", self.column, self.key_column], self.key_column, keys=[key]
-        ):
-            tile = table["tile_id"].to_numpy().astype(np.int64)
-            raw = table[self.column].to_numpy(zero_copy_only=False).astype(np.float64)
+    def running(
+        self, groups: Sequence[RowGroup], keys: Sequence[str], batch_rows: int, tiles: bool
+    ) -> Iterator[tuple[str, IntArray, FloatArray, FloatArray]]:
+        """(key, tile id, running sum after each row, raw column) of pieces of the rows of
+        ``keys``, in published order; tile ids only if ``tiles`` (or needed), else empty.
+
+        A key's sum is strictly sequential over its rows: each piece's ``cumsum`` starts
+        from the previous end, so it does not depend on how the rows are cut into pieces
+        (row groups, files, batches)."""
+        tiles = tiles or self.weights != "area"
+        columns = ["tile_id", self.column] if tiles else [self.column]
+        ends = dict.fromkeys(keys, 0.0)
+        for key, batch in read_key_runs(groups, columns, self.key_column, keys, batch_rows):
+            tile = (
+                batch.column("tile_id").to_numpy().astype(np.int64)
+                if tiles
+                else np.empty(0, dtype=np.int64)
+            )
+            column = batch.column(self.column)
+            raw = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
             if self.weights == "values":
-                raw = np.where(np.isnan(raw) & _null_mask(table[self.column]), 0.0, raw)
+                raw = np.where(np.isnan(raw) & _null_mask(column), 0.0, raw)
                 bad = ~np.isfinite(raw) | (raw < 0)
                 if bad.any():
                     i = int(np.flatnonzero(bad)[0])
                     raise InputError(
-                        f"tile_values of {key!r} has value {raw[i]!r} at tile_id {int(tile[i])}; "
-                        "weights must be finite and >= 0 (nodata is null): fix the raster's "
-                        "nodata and run 'tileindex values' again"
+                        f"tile_values of {key!r} has value {float(raw[i])!r} at tile_id "
+                        f"{int(tile[i])}; weights must be finite and >= 0 (nodata is null): "
+                        "fix the raster's nodata and run 'tileindex values' again",
+                        country_iso=key,
                     )
                 weight = raw
             elif self.weights == "coverage":
                 weight = raw * self.grid.row_area_m2(tile // self.grid.ncols)
             else:
                 weight = raw
-            yield tile, weight, raw
-
-    def _running(
-        self, groups: Sequence, key: str
-    ) -> Iterator[tuple[IntArray, FloatArray, FloatArray]]:
-        """(tile id, running sum after each row, raw column), the sum strictly sequential
-        over the key's rows (prepending the previous end makes it independent of how the
-        rows are cut into tables)."""
-        end = 0.0
-        for tile, weight, raw in self._rows(groups, key):
-            cum = np.cumsum(np.concatenate(([end], weight)))[1:]
+            cum = np.cumsum(np.concatenate(([ends[key]], weight)))[1:]
             if cum.size:
-                end = float(cum[-1])
-            yield tile, cum, raw
+                ends[key] = float(cum[-1])
+            yield key, tile, cum, raw
 
-    def total(self, groups: Sequence, key: str) -> float:
-        end = 0.0
-        for _tile, cum, _raw in self._running(groups, key):
+
+def _null_mask(column: pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+@dataclass(frozen=True)
+class _TotalsTask:
+    """The total weight of consecutive keys (positions ``first``... of the keys asked for)."""
+
+    source: _WeightSource
+    first: int
+    keys: tuple[str, ...]
+    groups: tuple[RowGroup, ...]
+    batch_rows: int
+
+
+def _totals_job(task: _TotalsTask, attempt: int = 1) -> tuple[float, ...] | _Refusal:
+    ends = dict.fromkeys(task.keys, 0.0)
+    try:
+        for key, _tile, cum, _raw in task.source.running(
+            task.groups, task.keys, task.batch_rows, tiles=False
+        ):
             if cum.size:
-                end = float(cum[-1])
-        return end
+                ends[key] = float(cum[-1])
+    except InputError as exc:  # rows come in key order: the job's first bad key
+        return _refusal(task, exc)
+    return tuple(ends[k] for k in task.keys)
 
-    def cells(
-        self, groups: Sequence, key: str, draw: FloatArray
-    ) -> tuple[IntArray, npt.NDArray[np.bool_] | None]:
-        """The cell of each sorted draw u (the row whose running-sum range [prev, cum)
-        holds u), and under coverage weights whether it is within (fraction 1.0)."""
-        tile = np.empty(draw.size, dtype=np.int64)
-        within = np.zeros(draw.size, dtype=bool) if self.weights == "coverage" else None
-        start = 0.0
-        for t, cum, raw in self._running(groups, key):
+
+_Points = tuple[IntArray, FloatArray, FloatArray]
+_NO_POINTS: _Points = (np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+
+@dataclass(frozen=True)
+class _DrawTask:
+    """The points of consecutive drawn keys (positions ``first``... of the drawn keys):
+    their counts, total weights and kept geometry."""
+
+    source: _WeightSource
+    first: int
+    keys: tuple[str, ...]
+    counts: tuple[int, ...]
+    totals: tuple[float, ...]
+    geometry: tuple[BaseGeometry, ...]
+    groups: tuple[RowGroup, ...]
+    seed: int
+    predicate: str
+    batch_rows: int
+
+
+def _draw_job(task: _DrawTask, attempt: int = 1) -> tuple[_Points, ...] | _Refusal:
+    """Each key's sorted draws of [0, total), the cell of each (one pass over the job's
+    rows), then a point in each cell, every key from its own stream."""
+    rngs, draws = {}, {}
+    for key, m, total in zip(task.keys, task.counts, task.totals, strict=True):
+        rng = np.random.Generator(np.random.PCG64(_region_seed(task.seed, key)))
+        draw = rng.random(m) * total
+        # the product may round up to total itself; no cell has a range ending above it
+        draw = np.minimum(draw, np.nextafter(total, 0.0))
+        draw.sort()
+        rngs[key], draws[key] = rng, draw
+    weights = task.source.weights
+    tiles = {k: np.empty(m, dtype=np.int64) for k, m in zip(task.keys, task.counts, strict=True)}
+    within = (
+        {k: np.zeros(m, dtype=bool) for k, m in zip(task.keys, task.counts, strict=True)}
+        if weights == "coverage"
+        else None
+    )
+    start = dict.fromkeys(task.keys, 0.0)
+    out = []
+    try:
+        for key, t, cum, raw in task.source.running(
+            task.groups, task.keys, task.batch_rows, tiles=True
+        ):
             if not cum.size:
                 continue
-            lo = int(np.searchsorted(draw, start, side="left"))
+            # the draws in this piece's range [start, end): the row whose [prev, cum) holds u
+            draw = draws[key]
+            lo = int(np.searchsorted(draw, start[key], side="left"))
             hi = int(np.searchsorted(draw, cum[-1], side="left"))
             if hi > lo:
                 j = np.searchsorted(cum, draw[lo:hi], side="right")
-                tile[lo:hi] = t[j]
+                tiles[key][lo:hi] = t[j]
                 if within is not None:
-                    within[lo:hi] = raw[j] == 1.0
-            start = float(cum[-1])
-        return tile, within
+                    within[key][lo:hi] = raw[j] == 1.0
+            start[key] = float(cum[-1])
+        grid = task.source.grid
+        for key, geom in zip(task.keys, task.geometry, strict=True):
+            region = CountryGeometry.from_geometry(key, geom)
+            mine = None if within is None else within[key]
+            lon, lat = _points(grid, region, tiles[key], mine, task.predicate, rngs[key])
+            out.append((tiles[key], lon, lat))
+    except InputError as exc:
+        return _refusal(task, exc)
+    return tuple(out)
 
 
-def _null_mask(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
-    return np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+def _table(key_column: str, points: Sequence[tuple[str, _Points]]) -> pa.Table:
+    """The sample table, one chunk per region, in key order."""
+    schema = sample_schema(key_column)
+    tables = [
+        pa.table(
+            [
+                pa.repeat(pa.scalar(key, pa.string()), tile.size),
+                pa.array(tile, pa.uint64()),
+                pa.array(lon, pa.float64()),
+                pa.array(lat, pa.float64()),
+            ],
+            schema=schema,
+        )
+        for key, (tile, lon, lat) in points
+    ]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 # -- points ----------------------------------------------------------------------------------
@@ -457,5 +680,6 @@ def _sliver_point(
                 return float(p[0]), float(p[1])
     raise InputError(
         f"cell {row * grid.ncols + col} of {region.iso!r} holds no samplable part of the "
-        "region (its overlap is below float resolution); draw from other weights or keys"
+        "region (its overlap is below float resolution); draw from other weights or keys",
+        country_iso=region.iso,
     )

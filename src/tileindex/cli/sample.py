@@ -8,7 +8,7 @@ import click
 import pyarrow.parquet as pq
 
 from tileindex.cli.errors import clean_errors
-from tileindex.cli.options import dictionary_option, parameter_hash_option
+from tileindex.cli.options import dictionary_option, parameter_hash_option, workers_option
 from tileindex.errors import ConfigError
 from tileindex.fsio import write_atomic
 from tileindex.index import open_index
@@ -46,6 +46,7 @@ from tileindex.sample import sample as draw_sample
     metavar="FILE.parquet",
     help="Written: the sample, columns <key>, tile_id, lon, lat.",
 )
+@workers_option
 @parameter_hash_option("the partition to sample (default: the only one under ROOT).")
 @dictionary_option("the dataset dictionary YAML the build used (default: the built-in one).")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
@@ -57,6 +58,7 @@ def sample(
     seed: int,
     regions: tuple[str, ...],
     out: Path,
+    workers: int | None,
     parameter_hash: str | None,
     dictionary: Path | None,
     overwrite: bool,
@@ -65,12 +67,14 @@ def sample(
 
     Cells are drawn with the given weights, then a point uniform inside the drawn cell's
     part of the region (exact, closed shell and open holes). The same --seed gives the
-    same points, whatever the layout or the order the regions are read in.
+    same points, whatever the layout, the order the regions are read in or --workers:
+    the file is byte-identical.
 
     \b
     Examples:
       tileindex sample out/ --n 1000 --out points.parquet
       tileindex sample out/ --n 50 --per-region --weights coverage --seed 7 --out p.parquet
+      tileindex sample out/ --n 1000000 --workers 4 --out points.parquet
     """
     with clean_errors():
         if out.suffix.lower() != ".parquet":
@@ -87,6 +91,7 @@ def sample(
             weights=weights,
             seed=seed,
             keys=list(regions) or None,
+            workers=workers,
         )
         write_atomic(out, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     drawn = len(set(table[index.key_column].to_pylist()))
