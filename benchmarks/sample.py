@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import multiprocessing
 import os
 import platform
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,39 @@ def _index(resolution: float) -> tileindex.Index:
             workers=1,
         )
     return tileindex.open(out)
+
+
+class _WorkerPeak:
+    """The largest peak RSS (``VmHWM``) of any child process seen while running: the
+    pools' workers, polled from ``/proc`` (``RUSAGE_CHILDREN`` would count the parent's
+    pages that a forked child shares before its ``exec``)."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.peak = 0
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+    def _poll(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(self._every):
+            for task in Path(f"/proc/{me}/task").glob("*/children"):
+                for pid in task.read_text().split():
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                    except OSError:
+                        continue  # it exited
+                    for line in status.splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak = max(self.peak, int(line.split()[1]) * 1024)
 
 
 def _keys_with_cells(index: tileindex.Index) -> list[str]:
@@ -167,6 +200,8 @@ def main() -> int:
     times: dict[tuple[str, int], list[float]] = {(c, w): [] for c in cases for w in (1, 2)}
     tables: dict[str, pa.Table] = {}
     same = True
+    watch = _WorkerPeak()
+    watch.start()
     for rep in range(args.repeats):
         order = (1, 2) if rep % 2 == 0 else (2, 1)
         for case, kwargs in cases.items():
@@ -187,10 +222,8 @@ def main() -> int:
         table = tileindex.sample(index, seed=SEED, batch_rows=SMALL_BATCH, **kwargs)
         chunked[case] = tables[case].equals(table)
         print(f"{case}: batch_rows={SMALL_BATCH}: {'same' if chunked[case] else 'DIFFERENT'} table")
+    child = watch.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    for proc in multiprocessing.active_children():  # the pools' workers, once they exit
-        proc.join(timeout=60)
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
     geometry = index.geometry()
     total = tables["n in total"]
