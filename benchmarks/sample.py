@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -50,6 +51,9 @@ import shapely
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from run import wait_for_quiet  # noqa: E402
 
 import tileindex  # noqa: E402
 from tileindex.pipeline import build  # noqa: E402
@@ -108,6 +112,20 @@ class _WorkerPeak:
                     for line in status.splitlines():
                         if line.startswith("VmHWM:"):
                             self.peak = max(self.peak, int(line.split()[1]) * 1024)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that have exited (the caller joins
+    the pools' workers first)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _join_workers() -> None:
+    # a pool shuts down without waiting (executors/runner.py): its workers exit soon after
+    for proc in multiprocessing.active_children():
+        proc.join(timeout=60)
 
 
 def _keys_with_cells(index: tileindex.Index) -> list[str]:
@@ -187,6 +205,10 @@ def main() -> int:
     ap.add_argument(
         "--check", type=int, default=200_000, help="points of the n-in-total table checked"
     )
+    ap.add_argument(
+        "--max-load", type=float, default=1.5, help="wait (up to --max-wait s) for a lower load"
+    )
+    ap.add_argument("--max-wait", type=float, default=600.0)
     ap.add_argument("--record", metavar="LABEL", help="append the results to RESULTS.md")
     args = ap.parse_args()
 
@@ -196,8 +218,10 @@ def main() -> int:
         "n in total": {"n": args.points},
         "n per region": {"n": args.per_region, "per_region": True, "keys": regions},
     }
-    load = os.getloadavg()
+    quiet = wait_for_quiet(args.max_load, args.max_wait)
+    load = quiet["load_at_start"]
     times: dict[tuple[str, int], list[float]] = {(c, w): [] for c in cases for w in (1, 2)}
+    cpu: dict[tuple[str, int], list[float]] = {(c, w): [] for c in cases for w in (1, 2)}
     tables: dict[str, pa.Table] = {}
     same = True
     watch = _WorkerPeak()
@@ -206,14 +230,18 @@ def main() -> int:
         order = (1, 2) if rep % 2 == 0 else (2, 1)
         for case, kwargs in cases.items():
             for workers in order:
+                used = _cpu_seconds()
                 start = time.perf_counter()
                 table = tileindex.sample(index, seed=SEED, workers=workers, **kwargs)
                 seconds = time.perf_counter() - start
+                _join_workers()
                 times[(case, workers)].append(seconds)
+                cpu[(case, workers)].append(_cpu_seconds() - used)
                 equal = tables.setdefault(case, table).equals(table)
                 same &= equal
                 print(
-                    f"repeat {rep + 1} {case:12s} workers={workers}: {seconds:6.2f} s, "
+                    f"repeat {rep + 1} {case:12s} workers={workers}: {seconds:6.2f} s "
+                    f"({cpu[(case, workers)][-1]:.1f} CPU s), "
                     f"{table.num_rows:,} points{'' if equal else ', DIFFERENT'}",
                     flush=True,
                 )
@@ -247,10 +275,11 @@ def main() -> int:
         med = {w: statistics.median(times[(case, w)]) for w in (1, 2)}
         for w in (1, 2):
             runs = ", ".join(f"{t:.2f}" for t in times[(case, w)])
-            rows.append((case, n, w, med[w], runs, n / med[w], med[1] / med[w]))
-    print(f"{'case':14s} {'points':>10s} workers {'median s':>9s} {'points/s':>11s} speedup")
-    for case, n, w, med_s, _runs, rate, speedup in rows:
-        print(f"{case:14s} {n:10,d} {w:7d} {med_s:9.2f} {rate:11,.0f} {speedup:6.2f}x")
+            used = statistics.median(cpu[(case, w)])
+            rows.append((case, n, w, med[w], runs, n / med[w], med[1] / med[w], used))
+    print(f"{'case':14s} {'points':>10s} workers {'median s':>9s} {'points/s':>11s} speedup CPU s")
+    for case, n, w, med_s, _runs, rate, speedup, used in rows:
+        print(f"{case:14s} {n:10,d} {w:7d} {med_s:9.2f} {rate:11,.0f} {speedup:6.2f}x {used:5.1f}")
     ok = same and all(chunked.values()) and not any(c for c, _ in failures.values())
     print(
         f"identical for workers 1 and 2 and every repeat: {same}; peak RSS {rss / 2**20:.0f} MiB "
@@ -268,13 +297,15 @@ def main() -> int:
             f"world at {args.resolution:g}″ ({g.ncols} x {g.nrows}, "
             f"{index.report.get('rows_emitted'):,} rows, {len(index.keys)} keys, "
             f"{len(regions)} with cells), center; {os.cpu_count()} cores ({machine}) shared "
-            f"with other sessions, load {load[0]:.1f} at the start; workers 1 and 2 alternating, "
-            f"medians of {args.repeats}, the pool's start included.\n",
-            "| case | points | workers | median s | runs (s) | points/s | speedup |",
-            "|---|---|---|---|---|---|---|",
+            f"with other sessions, load {load[0]:.1f} at the start (waited "
+            f"{quiet['waited_s']} s for <= {args.max_load:g}: {quiet['quiet']}); workers 1 and "
+            f"2 alternating, medians of {args.repeats}, the pool's start included. CPU s: "
+            "this process and its workers.\n",
+            "| case | points | workers | median s | runs (s) | points/s | speedup | CPU s |",
+            "|---|---|---|---|---|---|---|---|",
             *[
-                f"| {c} | {n:,} | {w} | {m:.2f} | {r} | {p:,.0f} | {s:.2f}x |"
-                for c, n, w, m, r, p, s in rows
+                f"| {c} | {n:,} | {w} | {m:.2f} | {r} | {p:,.0f} | {s:.2f}x | {u:.1f} |"
+                for c, n, w, m, r, p, s, u in rows
             ],
             "",
             f"- Same table for workers 1 and 2 in every repeat: {same}; with "
