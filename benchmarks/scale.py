@@ -94,16 +94,18 @@ def render(runs: list[dict[str, Any]], label: str, workers: int, predicate: str)
         "outside; RSS in all = the process tree's sampled peak. Ratios against the "
         f"{base['resolution']:g}″ run of the same session.",
         "",
-        "| grid | cells | rows | wall s | rows/s | rows/s vs base | parent peak MiB | "
+        "| grid | cells | rows | wall s | CPU % (of 200) | load before | rows/s | "
+        "rows/s vs base | parent peak MiB | "
         "vs base | worker peak MiB | tree peak MiB | temp disk/worker MiB | spill MiB | "
         "files/dataset | tile_index file MB (median) | tile_bounds file MB (median) | output GB |",
-        "|---" * 16 + "|",
+        "|---" * 18 + "|",
     ]
     for r in runs:
         pat, f = r["pat"], r["files"]
         cells = r["grid"]["nrows"] * r["grid"]["ncols"]
         lines.append(
             f"| {r['resolution']:g}″ | {cells:,} | {r['rows']:,} | {r['wall_s']:.1f} | "
+            f"{100 * r['cpu_s'] / r['wall_s']:.0f} | {r['load1_before']:.1f} | "
             f"{r['rows_per_s'] / 1e6:.2f} M | {r['rows_per_s'] / base['rows_per_s']:.3f} | "
             f"{_mib(pat['main_rss_peak_bytes'])} | "
             f"{pat['main_rss_peak_bytes'] / base['pat']['main_rss_peak_bytes']:.2f} | "
@@ -138,10 +140,15 @@ def main() -> None:
     p.add_argument("--predicate", default="center")
     p.add_argument("--keep", action="store_true", help="keep the published data")
     p.add_argument("--record", metavar="LABEL")
+    p.add_argument(
+        "--render-only", action="store_true", help="render the last runs' results.json again"
+    )
     args = p.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     runs = []
-    for res in (float(x) for x in args.resolutions.split(",")):
+    if args.render_only:
+        runs = json.loads((WORK / "results.json").read_text())
+    for res in () if args.render_only else (float(x) for x in args.resolutions.split(",")):
         runs.append(run_one(res, args.workers, args.predicate, args.keep))
         (WORK / "results.json").write_text(json.dumps(runs, indent=1, default=str))
     text = render(runs, args.record or "unrecorded", args.workers, args.predicate)

@@ -341,3 +341,18 @@ def test_units_that_overlap_or_go_back_are_e003(units):
     with pytest.raises(DuplicateTileError) as info:
         _check_units(*units)
     assert info.value.code == "E003_DUP_TILE"
+
+
+def test_the_100m_grid_has_tile_ids_beyond_2_32_and_they_are_exact():
+    # WorldPop's 3″ grid: 431990 x 167550 cells, tile ids up to ~7.24e10 (CONTRACT §3)
+    grid = Grid.from_transform(
+        431990, 167550, (1 / 1200, 0, -180.000416666, 0, -1 / 1200, 83.999583333)
+    )
+    last_row, ncols = grid.nrows - 1, grid.ncols
+    runs = Runs.of([0, last_row], [0, ncols - 3], [2, ncols])
+    ((index, _bounds),) = iter_batches(grid, "RU", "center", runs)
+    want = [0, 1] + [last_row * ncols + c for c in range(ncols - 3, ncols)]
+    assert index.column("tile_id").to_pylist() == want
+    assert want[-1] == 431990 * 167550 - 1 > 2**36
+    assert index.column("raster_row").to_pylist() == [0, 0] + [last_row] * 3
+    assert index.column("raster_col").to_pylist() == [0, 1, ncols - 3, ncols - 2, ncols - 1]
