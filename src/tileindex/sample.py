@@ -329,6 +329,7 @@ class _Refusal:
 
 
 def _refusal(task: _TotalsTask | _DrawTask, exc: InputError) -> _Refusal:
+    """The refusal of ``exc``, which names one of the task's keys (else it is raised)."""
     key = str(exc.context["country_iso"])
     return _Refusal(task.first + task.keys.index(key), key, exc.message)
 
@@ -454,6 +455,8 @@ def _totals_job(task: _TotalsTask, attempt: int = 1) -> tuple[float, ...] | _Ref
             if cum.size:
                 ends[key] = float(cum[-1])
     except InputError as exc:  # rows come in key order: the job's first bad key
+        if exc.context.get("country_iso") not in task.keys:
+            raise
         return _refusal(task, exc)
     return tuple(ends[k] for k in task.keys)
 
@@ -522,6 +525,8 @@ def _draw_job(task: _DrawTask, attempt: int = 1) -> tuple[_Points, ...] | _Refus
             lon, lat = _points(grid, region, tiles[key], mine, task.predicate, rngs[key])
             out.append((tiles[key], lon, lat))
     except InputError as exc:
+        if exc.context.get("country_iso") not in task.keys:
+            raise
         return _refusal(task, exc)
     return tuple(out)
 
