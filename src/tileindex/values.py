@@ -112,8 +112,11 @@ def _arrow_schema_entry(key_column: str) -> bytes:
     The key column is written as the dictionary array read from ``tile_index`` (so no
     string is made or hashed per row: writing strings costs about twice as much), which
     pyarrow would record as a dictionary column. So a part is written without the
-    stored schema and given this entry, the one of the string column: the file is byte
-    for byte the one written from strings, and reads back as strings.
+    stored schema and given this entry, the one of the string column, so it reads back
+    as strings, with the same pages, statistics and footer as written from strings, but
+    for one thing: the dictionary is given whole, so every page of indices has the bit
+    width of the whole row group's dictionary (written from strings, the dictionary grows
+    page by page). The bytes still depend only on the ``tile_index`` part.
     """
     sink = io.BytesIO()
     options = _tile_values_options(key_column)
