@@ -10,7 +10,9 @@ and in lat over the grid's rows (land and sea), plus ``--boundary-share`` of the
 exactly on vertices of the kept geometry (shells and holes), where the rules differ.
 
 Timed (``perf_counter``, one process, one thread): building the lookup structure once
-(``PointLookup.from_index``), then ``tileindex.lookup`` over all points; geopandas:
+(``PointLookup.from_index``), then ``tileindex.lookup`` over all points (the median of
+``--repeat`` runs, also in CPU time; and the peak memory a first run allocates: beyond
+the answer table it returns, that must not grow with the points); geopandas:
 ``points_from_xy`` + ``sjoin(predicate="intersects")`` against the kept geometry; DuckDB
 spatial (the ``duckdb-ext-spatial`` wheel, loaded from disk; skipped with the reason when
 it cannot be loaded offline): ``ST_Intersects(geom, ST_Point(lon, lat))`` with one thread.
@@ -32,9 +34,12 @@ import resource
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,19 +97,47 @@ def _pairs(point: np.ndarray, key: np.ndarray, nkeys: int) -> np.ndarray:
     return np.unique(point.astype(np.int64) * nkeys + key.astype(np.int64))
 
 
-def _ours(index, lon, lat, batch):
+def _traced(fn):
+    """``fn()`` and the peak bytes it had allocated at once, an upper bound: NumPy's and
+    Python's (tracemalloc) plus Arrow's (a pool used by nothing else before)."""
+    pool = pa.system_memory_pool()
+    if pool.backend_name == pa.default_memory_pool().backend_name or pool.max_memory():
+        return fn(), -1  # no fresh pool to count Arrow's allocations in
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    tracemalloc.start()
+    try:
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        pa.set_memory_pool(previous)
+    return result, peak + pool.max_memory()
+
+
+def _ours(index, lon, lat, batch, repeat):
+    """The structure's build time; the peak memory a first, untimed run allocates (the
+    answer table it returns is part of it); the median wall and CPU time of ``repeat``
+    more runs; the answer's (point, key) pairs."""
     t0 = time.perf_counter()
     finder = PointLookup.from_index(index)
     t_build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    table = lookup(finder, lon, lat, batch_size=batch)
-    t_lookup = time.perf_counter() - t0
-    keys = {k: i for i, k in enumerate(finder.keys)}
-    names = table.column(index.key_column).to_pylist()
-    valid = np.array([k is not None for k in names])
-    kid = np.array([keys.get(k, -1) for k in names], dtype=np.int64)
+    # a first run, untimed, traced: the memory it needs, its answer included
+    table, peak = _traced(lambda: lookup(finder, lon, lat, batch_size=batch))
+    times, cpu = [], []
+    for _ in range(repeat):
+        table = None  # the previous answer is freed before the next run
+        t0, c0 = time.perf_counter(), time.process_time()
+        table = lookup(finder, lon, lat, batch_size=batch)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    kid = pc.index_in(table.column(index.key_column), value_set=pa.array(finder.keys))
+    valid = kid.is_valid().to_numpy(zero_copy_only=False)
+    kid = kid.fill_null(0).to_numpy()
     pt = table.column("point").to_numpy()
-    return finder, t_build, t_lookup, _pairs(pt[valid], kid[valid], len(keys))
+    pairs = _pairs(pt[valid], kid[valid], len(finder.keys))
+    timing = (float(np.median(times)), times, float(np.median(cpu)))
+    return finder, t_build, timing, peak, table.nbytes, pairs
 
 
 def _geopandas(finder, geoms, lon, lat):
@@ -129,7 +162,6 @@ def _duckdb(finder, geoms, lon, lat):
     if importlib.util.find_spec("duckdb") is None:
         return None, "duckdb is not installed (pip install -r benchmarks/requirements.txt)"
     import duckdb
-    import pyarrow as pa
 
     ext = None
     if importlib.util.find_spec("duckdb_ext") is not None:
@@ -164,24 +196,33 @@ def _duckdb(finder, geoms, lon, lat):
 
 
 def _explain(name, ours, theirs, finder, geoms, lon, lat, sample=8):
-    """Disagreements with the distance of each point to its region's boundary."""
+    """Disagreements with the distance of each point to its region's boundary and to
+    the outlines of the region's holes (where closed and open holes differ)."""
     nk = len(finder.keys)
     only_ours, only_theirs = np.setdiff1d(ours, theirs), np.setdiff1d(theirs, ours)
+    hole_lines: dict[str, shapely.Geometry] = {}
     lines = []
-    dists = []
+    dists, on_hole = [], 0
     for which, arr in (("tileindex only", only_ours), (f"{name} only", only_theirs)):
         pt, kid = np.divmod(arr, nk)
         for p, k in zip(pt.tolist(), kid.tolist(), strict=True):
             key = finder.keys[k]
-            d = shapely.distance(shapely.Point(lon[p], lat[p]), geoms[key].boundary)
+            if key not in hole_lines:
+                rings = [r for part in shapely.get_parts(geoms[key]) for r in part.interiors]
+                hole_lines[key] = shapely.multilinestrings(rings) if rings else None
+            point = shapely.Point(lon[p], lat[p])
+            d = shapely.distance(point, geoms[key].boundary)
+            hole = hole_lines[key] is not None and shapely.distance(point, hole_lines[key]) == 0
             dists.append(d)
+            on_hole += bool(hole)
             if len(lines) < sample:
+                where = "on a hole's outline" if hole else "not on a hole's outline"
                 lines.append(
                     f"    {which}: point {p} ({float(lon[p])!r}, {float(lat[p])!r}) {key}: "
-                    f"distance {d:g}"
+                    f"distance {d:g} to its boundary, {where}"
                 )
     on_boundary = sum(1 for d in dists if d == 0.0)
-    return only_ours.size, only_theirs.size, on_boundary, lines
+    return only_ours.size, only_theirs.size, on_boundary, on_hole, lines
 
 
 def _git_commit() -> str:
@@ -206,6 +247,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=1 << 20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--repeat", type=int, default=3, help="time tileindex.lookup N times, report the median"
+    )
+    ap.add_argument(
         "--peer-points",
         type=int,
         default=1_000_000,
@@ -218,7 +262,9 @@ def main() -> int:
 
     index = _index(args.resolution)
     lon, lat = _points(index, args.points, args.boundary_share, args.seed)
-    finder, t_build, t_lookup, ours = _ours(index, lon, lat, args.batch_size)
+    finder, t_build, (t_lookup, times, t_cpu), peak, answer, ours = _ours(
+        index, lon, lat, args.batch_size, args.repeat
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     rate = args.points / t_lookup
     rows = [("tileindex.lookup", t_lookup, rate, ours.size, "—", "")]
@@ -228,11 +274,23 @@ def main() -> int:
         f"({args.boundary_share:g} on vertices, half of them on hole vertices)"
     )
     print(
-        f"structure: built in {t_build:.2f} s, {finder.starts.size:,} intervals, "
+        f"structure: built in {t_build:.2f} s, {finder.codes.size:,} intervals, "
         f"{finder.blocks.size:,} blocks ({(finder.blocks >= -1).mean():.1%} uniform), "
         f"{finder.nbytes / 2**20:.1f} MiB of arrays; peak RSS {rss / 2**30:.2f} GiB"
     )
-    print(f"tileindex.lookup: {t_lookup:.2f} s, {rate:,.0f} points/s, {ours.size:,} pairs")
+    runs = ", ".join(f"{t:.2f}" for t in times)
+    print(
+        f"tileindex.lookup: {t_lookup:.2f} s (median of {len(times)}: {runs}), "
+        f"{rate:,.0f} points/s ({args.points / t_cpu:,.0f} per CPU second), {ours.size:,} pairs"
+    )
+    memory = (
+        f"peak allocation {peak / 2**20:.0f} MiB of which the answer is {answer / 2**20:.0f} "
+        f"MiB, so {(peak - answer) / 2**20:.0f} MiB of work space (batches of "
+        f"{args.batch_size:,} points)"
+        if peak >= 0
+        else "memory not traced (Arrow has no separate pool here)"
+    )
+    print(f"tileindex.lookup: {memory}")
     geoms = index.geometry()
     notes = []
     if not args.skip_peers:
@@ -245,12 +303,13 @@ def main() -> int:
                 notes.append(f"{name} skipped: {why}")
                 continue
             seconds, theirs = res
-            a, b, zero, lines = _explain(name, mine, theirs, finder, geoms, lon, lat)
+            a, b, zero, hole, lines = _explain(name, mine, theirs, finder, geoms, lon, lat)
             agree = 1.0 - (a + b) / max(np.union1d(mine, theirs).size, 1)
             print(
                 f"{name} ({m:,} points): {seconds:.2f} s, {m / seconds:,.0f} points/s, "
                 f"{theirs.size:,} pairs; agreement {agree:.6%}: {a} pairs only ours, "
-                f"{b} only theirs, {zero} of {a + b} on the region's boundary (distance 0)"
+                f"{b} only theirs, {zero} of {a + b} on the region's boundary (distance 0), "
+                f"{hole} on one of its holes' outlines (closed there, open here)"
             )
             for line in lines:
                 print(line)
@@ -261,7 +320,7 @@ def main() -> int:
                     m / seconds,
                     theirs.size,
                     f"{agree:.6%}",
-                    f"{a} / {b}, {zero} on the boundary",
+                    f"{a} / {b}: {zero} on the region's boundary, {hole} on a hole's outline",
                 )
             )
     if args.record:
@@ -273,7 +332,8 @@ def main() -> int:
             f"grid "
             f"{args.resolution:g}″, {len(finder.keys)} regions, one core, {machine}; "
             f"structure built once in {t_build:.2f} s ({finder.nbytes / 2**20:.1f} MiB of arrays), "
-            f"peak RSS {rss / 2**30:.2f} GiB.\n",
+            f"peak RSS {rss / 2**30:.2f} GiB; tileindex.lookup: median of {len(times)} runs "
+            f"({runs} s; {args.points / t_cpu:,.0f} points per CPU second), {memory}.\n",
             "| method | seconds | points/s | pairs | agreement | disagreements (ours / theirs) |",
             "|---|---|---|---|---|---|",
             *[f"| {m} | {s:.2f} | {r:,.0f} | {p:,} | {a} | {d} |" for m, s, r, p, a, d in rows],

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import shapely
 
-from tileindex.errors import ConfigError, GeometryInvalidError, WorkerError
+from tileindex.errors import ConfigError, GeometryInvalidError, SchedulerLostError, WorkerError
 from tileindex.executors import (
     EXECUTORS,
     Job,
@@ -26,6 +26,7 @@ from tileindex.executors import (
     default_workers,
     get_executor,
 )
+from tileindex.executors import runner as runner_module
 from tileindex.faults import ENV
 from tileindex.pipeline import build
 
@@ -200,6 +201,36 @@ def test_a_job_that_keeps_failing_on_a_pool_stops_the_rest() -> None:
     finally:
         pool.shutdown(cancel_futures=True)
     assert pool.submitted < 40  # the failure did not wait for the other 199 jobs
+
+
+class _LostCluster(Executor):
+    """An executor whose cluster went away: its futures never resolve, and its
+    ``check()`` says so once ``after`` checks have passed."""
+
+    def __init__(self, after: int) -> None:
+        self._max_workers = 2
+        self.checks = 0
+        self._after = after
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return Future()  # never done
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.checks > self._after:
+            raise SchedulerLostError("lost the connection to the scheduler")
+
+
+def test_a_runner_waiting_on_a_lost_cluster_stops_when_the_executor_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner_module, "CHECK_SECONDS", 0.05)
+    pool = _LostCluster(after=2)
+    jobs = [Job(k, _sleepy_square, (k,), f"job {k}") for k in range(10)]
+    t0 = time.monotonic()
+    with pytest.raises(SchedulerLostError, match="lost the connection"):
+        TaskRunner(pool, None).run(jobs, _ignore)
+    assert pool.checks == 3 and time.monotonic() - t0 < 5
 
 
 class _OutOfOrder(Executor):

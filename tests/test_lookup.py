@@ -233,6 +233,77 @@ def test_points_inside_certain_cells_get_no_exact_test(world_index, monkeypatch)
     assert seen == [1]
 
 
+def test_points_one_float_step_off_cell_edges(world_index) -> None:
+    """Points one float64 step either side of cell edges and corners, and of ±180: where
+    the row arithmetic and the column buckets may guess the neighbouring cell, which the
+    comparison with the cell's own edges must catch."""
+    base = _grid_points(
+        SMALL_WORLD_GRID, rows=[0, 59, 60, 70, 150, 199], cols=[0, 1, 120, 360, 380, 718, 719]
+    )
+    base += [(180.0, -16.0), (-180.0, -16.0), (-180.25, -16.0), (10.0, 7.0), (0.0, 0.0)]
+    points = [
+        (float(np.nextafter(x, sx)), float(np.nextafter(y, sy)))
+        for x, y in base
+        for sx in (-np.inf, np.inf)
+        for sy in (-np.inf, np.inf)
+    ]
+    points += [(float(np.nextafter(x, s)), y) for x, y in base for s in (-np.inf, np.inf)]
+    lon = [p[0] for p in points]
+    lat = [p[1] for p in points]
+    assert _rows(lookup(world_index, lon, lat), "country_iso") == brute_force(
+        SMALL_WORLD_COUNTRIES, lon, lat
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_the_block_tables_give_every_cell_its_interval_code(data) -> None:
+    """Every cell through the block tables (a shared code, or the interval of the row's
+    first cell in the block and steps from there) gets the code a search of the interval
+    starts gives it; a block is mixed exactly when its cells differ or need the exact
+    test. Grids not a multiple of the block, intervals across rows and blocks."""
+    from tileindex.grid import Grid
+    from tileindex.lookup import _EXACT, _MIXED, _NONE, BLOCK, _block_table
+
+    nrows = data.draw(st.integers(1, 3 * BLOCK + 3), label="nrows")
+    ncols = data.draw(st.integers(1, 3 * BLOCK + 3), label="ncols")
+    cells = nrows * ncols
+    cuts = data.draw(st.lists(st.integers(1, cells), unique=True, max_size=40), label="cuts")
+    starts = np.array([0, *sorted(cuts)], dtype=np.int64)
+    drawn = data.draw(
+        st.lists(
+            st.sampled_from([_EXACT, -1, 0, 1, 7]), min_size=starts.size, max_size=starts.size
+        ),
+        label="codes",
+    )
+    codes = np.asarray(drawn, dtype=np.int32)
+    keep = np.r_[True, codes[1:] != codes[:-1]]  # as _intervals gives them: merged
+    starts, codes = starts[keep], codes[keep]
+    grid = Grid.from_transform(ncols, nrows, (0.5, 0.0, 0.0, 0.0, -0.5, 45.0))
+    blocks, block_rows = _block_table(grid, starts, codes)
+
+    tile = np.arange(cells, dtype=np.int64)
+    expect = codes[np.searchsorted(starts, tile, side="right") - 1]
+    r, c = np.divmod(tile, ncols)
+    code = blocks[r // BLOCK, c // BLOCK]
+    assert _EXACT not in blocks
+    shared = code >= _NONE
+    assert (code[shared] == expect[shared]).all()
+    m = _MIXED - code[~shared]
+    j = block_rows[m * BLOCK + r[~shared] % BLOCK]
+    first = r[~shared] * ncols + (c[~shared] // BLOCK) * BLOCK
+    assert (j == np.searchsorted(starts, first, side="right") - 1).all()
+    # mixed exactly when the block's cells differ or one needs the exact test
+    for br in range(blocks.shape[0]):
+        for bc in range(blocks.shape[1]):
+            inside = (r // BLOCK == br) & (c // BLOCK == bc)
+            differ = np.unique(expect[inside]).size > 1 or _EXACT in expect[inside]
+            assert (blocks[br, bc] < _NONE) == differ
+    # the ids of the mixed blocks are 0, 1, ... in row-major order, BLOCK rows each
+    ids = _MIXED - blocks[blocks < _NONE]
+    assert (ids == np.arange(ids.size)).all() and block_rows.size == ids.size * BLOCK
+
+
 # -- a tiling layer: shared borders on grid lines, through centres and off the grid -------------
 
 
@@ -563,3 +634,23 @@ def test_the_locator_is_searchsorted(edges, values) -> None:
     v = np.asarray(values + edges, dtype=np.float64)  # values on the edges too
     expect = np.searchsorted(e, v, side="right") - 1
     assert (_Locator.of(e).find(v) == expect).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(2, 3000),
+    west=st.floats(-540, 180),
+    step=st.floats(1e-4, 1.0),
+    at=st.lists(st.floats(0, 1), max_size=50),
+)
+def test_the_locator_guesses_right_on_evenly_spaced_edges(n, west, step, at) -> None:
+    """A grid's column edges (``c + a*k``): the one-step guess is the answer everywhere,
+    on the edges, one float step either side of them and between them, so points are
+    sent to the exact test only where the cells' edges are uneven (the ±180 cut)."""
+    from tileindex.lookup import _Locator
+
+    e = west + step * np.arange(n, dtype=np.float64)
+    inner = e[0] + np.asarray(at, dtype=np.float64) * (e[-1] + step - e[0])
+    v = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e[1:], -np.inf), inner])
+    expect = np.searchsorted(e, v, side="right") - 1
+    assert (_Locator.of(e).guess(v) == expect).all()

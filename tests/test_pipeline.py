@@ -239,3 +239,24 @@ def test_evidence_does_not_depend_on_where_the_output_root_lives(
     )
     assert "absolute" not in json.dumps(docs[0]) and "relative" not in json.dumps(docs[1])
     assert a.paths["country_summaries"].read_bytes() == b.paths["country_summaries"].read_bytes()
+
+
+def test_a_partition_of_many_row_groups_gets_fewer_larger_files(inputs, tmp_path: Path) -> None:
+    # 1-row row groups stand in for the billions of rows of a 3″ world: beyond 256 files
+    # of 8 row groups, the files grow so there are about 256 of them (CONTRACT §6.5)
+    result = build(*inputs, tmp_path / "out", rows_per_row_group=1, row_groups_per_file=None)
+    rows = result.rows_emitted
+    assert rows > 256 * 8, "the small world must be big enough to need larger files"
+    per_file = -(-rows // 256)  # ceil: the contract's G for g = rows one-row groups
+    files = sorted(result.paths["tile_index"].glob("part-*.parquet"))
+    groups = [pq.ParquetFile(f).num_row_groups for f in files]
+    assert groups[:-1] == [per_file] * (len(files) - 1)
+    assert 1 <= groups[-1] <= per_file and sum(groups) == rows
+    assert len(files) == -(-rows // per_file) <= 256
+    # the units' runs went through the staging folder, not the coordinator's memory
+    pat = result.report.pat
+    assert 0 < pat.spill_bytes_total < pat.staging_bytes_total
+    assert not any((tmp_path / "out").rglob("unit-*.npy"))
+    # the default layout of the same rows: 8 row groups of 2^20 rows, i.e. one file
+    default = build(*inputs, tmp_path / "default")
+    assert len(list(default.paths["tile_index"].glob("part-*.parquet"))) == 1

@@ -19,7 +19,7 @@ from tileindex.errors import (
     RasterMismatchError,
 )
 from tileindex.grid import Grid, Runs
-from tileindex.rows import check_runs, iter_batches
+from tileindex.rows import check_runs, check_unit_order, iter_batches, iter_groups
 
 # the reference WorldPop 1 km grid: its west edge lies 0.00125 degrees west of -180
 WORLDPOP = Grid.from_transform(
@@ -241,3 +241,118 @@ def test_a_cell_without_area_is_e006() -> None:
     with pytest.raises(AreaNonPositiveError) as info:
         _one_cell(Grid(ncols=4, nrows=4, a=1e-300, c=0.0, e=-1.0, f=10.0))
     assert info.value.code == "E006_AREA_NONPOS"
+
+
+# -- several keys in one stream, reused buffers, unit order ---------------------------
+
+
+@st.composite
+def _keyed_runs(draw):
+    """Runs of 1-4 keys on a small grid, each key's runs in tile-id order and disjoint."""
+    nrows, ncols = draw(st.integers(1, 6)), draw(st.integers(1, 9))
+    keys = []
+    for _ in range(draw(st.integers(1, 4))):
+        cells = draw(st.lists(st.integers(0, nrows * ncols - 1), unique=True, max_size=30))
+        cells.sort()
+        runs = []
+        for cell in cells:
+            r, c = divmod(cell, ncols)
+            if runs and runs[-1][0] == r and runs[-1][2] == c and draw(st.booleans()):
+                runs[-1] = (r, runs[-1][1], c + 1)  # extend, or leave two touching runs
+            else:
+                runs.append((r, c, c + 1))
+        keys.append(runs)
+    return nrows, ncols, keys
+
+
+def _stream(keys):
+    parts = [_as_runs(runs, k) for k, runs in enumerate(keys) if runs]
+    return Runs.concat(parts) if parts else Runs.empty()
+
+
+def _rows(pairs):
+    index = pa.Table.from_batches([p[0] for p in pairs], schema=TILE_INDEX_SCHEMA)
+    bounds = pa.Table.from_batches([p[1] for p in pairs], schema=TILE_BOUNDS_SCHEMA)
+    return index.to_pylist(), bounds.to_pylist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=_keyed_runs(), max_rows=st.integers(1, 12))
+def test_groups_of_several_keys_are_the_per_key_batches_in_key_order(case, max_rows):
+    nrows, ncols, keys = case
+    grid = Grid.from_transform(ncols, nrows, (360.0 / ncols, 0, -180.0, 0, -180.0 / nrows, 90.0))
+    codes = [f"K{k}" for k in range(len(keys))]
+    got = list(iter_groups(grid, codes, "center", _stream(keys), max_rows))
+    # the reference: each key on its own, one batch per key, concatenated in key order
+    want = [
+        pair
+        for code, runs in zip(codes, keys, strict=True)
+        if runs
+        for pair in iter_batches(grid, code, "center", _as_runs(runs), max_rows=10**6)
+    ]
+    assert _rows(got) == _rows(want)
+    total = sum(b - a for runs in keys for _, a, b in runs)
+    assert [p[0].num_rows for p in got] == [
+        min(max_rows, total - s) for s in range(0, total, max_rows)
+    ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=_keyed_runs(), max_rows=st.integers(1, 12))
+def test_reused_buffers_hold_each_pair_until_the_next(case, max_rows):
+    nrows, ncols, keys = case
+    grid = Grid.from_transform(ncols, nrows, (360.0 / ncols, 0, -180.0, 0, -180.0 / nrows, 90.0))
+    codes = [f"K{k}" for k in range(len(keys))]
+    runs = _stream(keys)
+    fresh = [_rows([p]) for p in iter_groups(grid, codes, "center", runs, max_rows)]
+    # consumed one at a time, as the encoder does, the reused pairs read the same
+    reused = [_rows([p]) for p in iter_groups(grid, codes, "center", runs, max_rows, reuse=True)]
+    assert reused == fresh
+
+
+class _Unit:
+    def __init__(self, unit_id, key, tile_ids):
+        self.unit_id, self.country_iso, self.row_start, self.row_stop = unit_id, key, 0, 1
+        self.tile_ids = tile_ids
+
+
+def _check_units(*units):
+    check_unit_order(["AA", "BB"], units, units)
+
+
+def test_units_in_key_then_tile_order_pass_and_empty_units_do_not_count():
+    _check_units(
+        _Unit(0, "AA", (5, 9)),
+        _Unit(1, "AA", None),
+        _Unit(2, "AA", (10, 10)),
+        _Unit(3, "BB", (0, 3)),  # a later key may start low
+    )
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        (_Unit(0, "AA", (5, 9)), _Unit(1, "AA", (9, 12))),  # shares tile 9
+        (_Unit(0, "AA", (5, 9)), _Unit(1, "AA", None), _Unit(2, "AA", (2, 3))),  # goes back
+        (_Unit(0, "BB", (5, 9)), _Unit(1, "AA", (20, 30))),  # keys out of order
+    ],
+)
+def test_units_that_overlap_or_go_back_are_e003(units):
+    with pytest.raises(DuplicateTileError) as info:
+        _check_units(*units)
+    assert info.value.code == "E003_DUP_TILE"
+
+
+def test_the_100m_grid_has_tile_ids_beyond_2_32_and_they_are_exact():
+    # WorldPop's 3″ grid: 431990 x 167550 cells, tile ids up to ~7.24e10 (CONTRACT §3)
+    grid = Grid.from_transform(
+        431990, 167550, (1 / 1200, 0, -180.000416666, 0, -1 / 1200, 83.999583333)
+    )
+    last_row, ncols = grid.nrows - 1, grid.ncols
+    runs = Runs.of([0, last_row], [0, ncols - 3], [2, ncols])
+    ((index, _bounds),) = iter_batches(grid, "RU", "center", runs)
+    want = [0, 1] + [last_row * ncols + c for c in range(ncols - 3, ncols)]
+    assert index.column("tile_id").to_pylist() == want
+    assert want[-1] == 431990 * 167550 - 1 > 2**36
+    assert index.column("raster_row").to_pylist() == [0, 0] + [last_row] * 3
+    assert index.column("raster_col").to_pylist() == [0, 1, ncols - 3, ncols - 2, ncols - 1]

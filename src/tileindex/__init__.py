@@ -21,6 +21,7 @@ from tileindex.errors import (
     OutputError,
     PerfBudgetError,
     RasterMismatchError,
+    SchedulerLostError,
     TileIndexError,
     WorkerError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "PrepareResult",
     "PreviewResult",
     "RasterMismatchError",
+    "SchedulerLostError",
     "TileIndexError",
     "ValidationResult",
     "ValuesResult",

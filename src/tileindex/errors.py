@@ -104,6 +104,12 @@ class WorkerError(TileIndexError, RuntimeError):
     uncoded_event = "S1_WORKER_FAILED"
 
 
+class SchedulerLostError(TileIndexError, ConnectionError):
+    """The dask scheduler cannot be reached, or the connection to it was lost mid-build."""
+
+    uncoded_event = "S1_SCHEDULER_LOST"
+
+
 __all__ = [
     "BAD_INPUT_EVENT_CODE",
     "AreaNonPositiveError",
@@ -121,6 +127,7 @@ __all__ = [
     "OutputError",
     "PerfBudgetError",
     "RasterMismatchError",
+    "SchedulerLostError",
     "TileIndexError",
     "WorkerError",
 ]

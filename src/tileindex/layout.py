@@ -3,8 +3,8 @@
 A partition is a flat folder of part files ``part-00000.parquet``, ``part-00001.parquet``,
 ... (docs/CONTRACT.md §6): reading them in ASCII order of their names reads the rows in
 key order, so the name has a fixed number of digits. Part files hold
-``ROW_GROUPS_PER_FILE`` row groups of ``ROWS_PER_ROW_GROUP`` rows (the last file fewer),
-so the bytes depend only on the rows.
+``row_groups_per_file(total rows)`` row groups of ``ROWS_PER_ROW_GROUP`` rows (the last
+file fewer), so the bytes depend only on the rows.
 """
 
 from __future__ import annotations
@@ -19,24 +19,40 @@ __all__ = [
     "COVERAGE_DATASET",
     "DATASETS",
     "MAX_PARTS",
+    "MAX_ROW_GROUPS_PER_FILE",
     "ROWS_PER_ROW_GROUP",
     "ROW_GROUPS_PER_FILE",
+    "TARGET_PARTS",
     "find_parameter_hashes",
     "is_part_name",
     "part_files",
     "part_name",
     "pick_parameter_hash",
+    "row_groups_per_file",
 ]
 
 DATASETS = ("tile_index", "tile_bounds")
 # published beside DATASETS by a build with coverage (docs/CONTRACT.md §10.3)
 COVERAGE_DATASET = "tile_coverage"
 ROWS_PER_ROW_GROUP = 1 << 20
-ROW_GROUPS_PER_FILE = 8
+ROW_GROUPS_PER_FILE = 8  # the fewest row groups a part file holds (but the last)
+MAX_ROW_GROUPS_PER_FILE = 256
+TARGET_PARTS = 256  # beyond this many files at ROW_GROUPS_PER_FILE, files grow instead
 _PART_DIGITS = 5
 MAX_PARTS = 10**_PART_DIGITS  # a sixth digit would break "ASCII order = row order"
 _PART_RE = re.compile(rf"part-\d{{{_PART_DIGITS}}}\.parquet")
 _HASH = "[0-9a-f]{64}"
+
+
+def row_groups_per_file(total_rows: int, rows_per_row_group: int = ROWS_PER_ROW_GROUP) -> int:
+    """Row groups per part file for a partition of ``total_rows`` rows: 8 while that
+    makes at most ``TARGET_PARTS`` files, then as many as keep the count near
+    ``TARGET_PARTS`` (at most ``MAX_ROW_GROUPS_PER_FILE``), so a partition of billions of
+    rows is hundreds of large files, not thousands of small ones (docs/CONTRACT.md §6.5).
+    A pure function of the row count: the layout still depends on the rows only."""
+    groups = -(-max(int(total_rows), 0) // rows_per_row_group)
+    wanted = -(-groups // TARGET_PARTS)
+    return max(ROW_GROUPS_PER_FILE, min(MAX_ROW_GROUPS_PER_FILE, wanted))
 
 
 def part_name(index: int) -> str:

@@ -23,16 +23,23 @@ So :class:`PointLookup` keeps, once per index, the tile-id line cut into interva
 one code each: no region (no region's ``any_overlap``), exactly one region that holds
 the whole cell and no other region's ``any_overlap`` (the answer), or "test exactly".
 A coarse table of ``BLOCK`` x ``BLOCK`` cell blocks whose cells all share a code answers
-most points with one array read. Everything else -- points in boundary cells, points
-exactly on a cell edge (shared by two or four cells, or the ±180 cut), in the band no
-cell covers, off the grid -- gets the exact test on candidates from an STRtree of the
-kept geometry's part shells: GEOS ``intersects`` with the prepared shell (closed) and not
-``intersects`` with the part's holes (so hole boundaries are excluded), the same per-part
-test as the kernel's ``center`` on its uncertainty bands.
+most points with one array read; for the other blocks it keeps, per row, the interval
+holding the row's first cell in the block, and a point steps from there to its own cell
+(a few steps at most, no search over the whole line). Everything else -- points in
+boundary cells, points exactly on a cell edge (shared by two or four cells, or the ±180
+cut), in the band no cell covers, off the grid -- gets the exact test on candidates from
+an STRtree of the kept geometry's part shells: GEOS ``intersects`` with the prepared
+shell (closed) and not ``intersects`` with the part's holes (so hole boundaries are
+excluded), the same per-part test as the kernel's ``center`` on its uncertainty bands.
+
+Locating a point's cell is arithmetic (the row) and a bucket table (the column piece),
+both only guesses: a point counts as strictly inside a cell only after comparing it with
+that cell's float64 edges, so a wrong guess can only send a point to the exact test.
 
 Memory is the intervals (they follow the regions' boundaries: runs, not cells) and the
-block table; points are answered in batches of ``batch_size``, so a stream of any length
-(``lookup_batches``, the CLI's ``lookup_points_file``) runs in bounded memory.
+block tables; points are answered in batches of ``batch_size`` (in passes of ``_PASS``
+points inside a batch), so a stream of any length (``lookup_batches``, the CLI's
+``lookup_points_file``) runs in bounded memory.
 """
 
 from __future__ import annotations
@@ -72,11 +79,12 @@ __all__ = [
 
 DEFAULT_BATCH_SIZE = 1 << 20
 BLOCK = 32  # cells per side of a block of the coarse table
+_PASS = 1 << 14  # points per vectorised pass: its temporaries stay in the core's cache
 
 # interval / block codes (a code >= 0 is a region id: the one region holding the cell)
 _NONE = -1  # no region meets the open cell
 _EXACT = -2  # a region's boundary meets the cell (or several regions hold it): test exactly
-_MIXED = -3  # block table only: the block's cells differ, look the cell up
+_MIXED = -3  # block table only: _MIXED - m is the m-th block whose cells differ
 
 Int32Array = npt.NDArray[np.int32]
 BoolArray = npt.NDArray[np.bool_]
@@ -91,10 +99,14 @@ class PointLookup:
 
     ``keys``: the regions with geometry, in UTF-8 byte order (a region id is a position);
     ``starts``/``codes``: the tile-id line cut into intervals ``[starts[i], starts[i+1])``
-    with one code each (module doc); ``blocks``: the code of every ``BLOCK`` x ``BLOCK``
-    block whose cells share one (else ``_MIXED``); ``row_edges``: ``f + e*k`` for
-    k = 0..nrows; ``piece_x0``/``piece_x1``/``piece_col``: the cells' pieces at their
-    wrapped positions (§3), sorted by west edge; the part shells, holes and their region.
+    with one code each (module doc; ``starts`` ends with a sentinel past every tile id);
+    ``blocks``: the code of every ``BLOCK`` x ``BLOCK`` block whose cells share one, else
+    ``_MIXED - m``, and ``block_rows[m * BLOCK + k]`` the interval holding the first cell
+    of row k of the m-th such block; ``row_edges``: ``f + e*k`` for k = 0..nrows;
+    ``piece_x0``/``piece_x1``/``piece_col``: the cells' pieces at their wrapped positions
+    (§3), sorted by west edge, found by ``cols``; ``row_block``/``piece_block``: a row's
+    and a piece's part of the position in ``blocks``; the part shells, holes, their
+    region, and an STRtree of the shells.
     """
 
     key_column: str
@@ -103,15 +115,17 @@ class PointLookup:
     starts: IntArray
     codes: Int32Array
     blocks: Int32Array
+    block_rows: Int32Array
     row_edges: FloatArray
+    row_block: IntArray
     piece_x0: FloatArray
     piece_x1: FloatArray
     piece_col: IntArray
+    piece_block: IntArray
     shells: npt.NDArray[np.object_]
     holes: npt.NDArray[np.object_]
     part_region: Int32Array
     tree: shapely.STRtree
-    rows: _Locator
     cols: _Locator
 
     @classmethod
@@ -133,6 +147,7 @@ class PointLookup:
         keys = tuple(sort_keys(k for k, g in geometries.items() if g is not None))
         regions = [CountryGeometry.from_geometry(k, geometries[k]) for k in keys]
         starts, codes = _intervals(grid, regions)
+        blocks, block_rows = _block_table(grid, starts, codes)
         pieces = grid.column_segments(0, grid.ncols)
         x0 = np.concatenate([s.x0 for s in pieces])
         x1 = np.concatenate([s.x1 for s in pieces])
@@ -152,30 +167,44 @@ class PointLookup:
         hole_arr = np.array(holes, dtype=object)
         shapely.prepare(shell_arr)
         shapely.prepare(hole_arr)
+        nbc = blocks.shape[1]
         return cls(
             key_column=key_column,
             keys=keys,
             grid=grid,
-            starts=starts,
+            starts=np.r_[starts, np.iinfo(np.int64).max],
             codes=codes,
-            blocks=_block_table(grid, starts, codes),
+            blocks=blocks,
+            block_rows=block_rows,
             row_edges=row_edges,
+            row_block=(np.arange(grid.nrows, dtype=np.intp) // BLOCK) * nbc,
             piece_x0=x0,
             piece_x1=x1,
             piece_col=col,
+            piece_block=(col // BLOCK).astype(np.intp),
             shells=shell_arr,
             holes=hole_arr,
             part_region=np.asarray(part_region, dtype=np.int32),
             tree=shapely.STRtree(shell_arr),
-            rows=_Locator.of(-row_edges),
             cols=_Locator.of(x0),
         )
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (not the geometry)."""
-        arrays = (self.starts, self.codes, self.blocks, self.row_edges, self.piece_x0)
-        return sum(a.nbytes for a in arrays) + 2 * self.piece_x1.nbytes
+        arrays = (
+            self.starts,
+            self.codes,
+            self.blocks,
+            self.block_rows,
+            self.row_edges,
+            self.row_block,
+            self.piece_x0,
+            self.piece_x1,
+            self.piece_col,
+            self.piece_block,
+        )
+        return sum(a.nbytes for a in arrays) + self.cols.nbytes
 
     # -- answering -------------------------------------------------------------------------
 
@@ -183,36 +212,57 @@ class PointLookup:
         """(point, region id) of every point (lon wrapped, checked) and region holding
         it, sorted by point then region; a point in no region appears once with -1."""
         x, y = lon, lat
-        g = self.grid
-        n = x.size
-        # rows: the edges f + e*k descend; strictly inside row r iff edge[r] > y > edge[r+1]
-        r = self.rows.find(-y)
-        rc = np.clip(r, 0, g.nrows - 1)
-        strict = (r >= 0) & (r < g.nrows) & (self.row_edges[rc] > y) & (y > self.row_edges[rc + 1])
-        i = self.cols.find(x)
-        ic = np.clip(i, 0, self.piece_x0.size - 1)
-        strict &= (i >= 0) & (self.piece_x0[ic] < x) & (x < self.piece_x1[ic])
-        col = self.piece_col[ic]
-        nbc = self.blocks.shape[1]
-        code = np.full(n, _EXACT, dtype=np.int32)
-        code[strict] = self.blocks.ravel()[(rc[strict] // BLOCK) * nbc + col[strict] // BLOCK]
-        mixed = np.flatnonzero(code == _MIXED)
-        if mixed.size:
-            tile = rc[mixed] * g.ncols + col[mixed]
-            code[mixed] = self.codes[np.searchsorted(self.starts, tile, side="right") - 1]
+        code = np.empty(x.size, dtype=np.int32)
+        for s in range(0, x.size, _PASS):
+            self._codes(x[s : s + _PASS], y[s : s + _PASS], code[s : s + _PASS])
+        pt = np.arange(x.size, dtype=np.int64)
         exact = np.flatnonzero(code == _EXACT)
         if exact.size == 0:
-            return np.arange(n, dtype=np.int64), code
+            return pt, code
         ept, ereg = self.exact_pairs(x[exact], y[exact])
-        ept = exact[ept]
-        matched = np.zeros(n, dtype=bool)
-        matched[ept] = True
-        code[exact[~matched[exact]]] = _NONE
-        simple = np.flatnonzero(code != _EXACT)
-        pt = np.concatenate([simple.astype(np.int64), ept.astype(np.int64)])
-        reg = np.concatenate([code[simple], ereg])
-        order = np.lexsort((reg, pt))
-        return pt[order], reg[order]
+        code[exact] = _NONE
+        # ept is sorted by point then region: a point's first region takes its row, the
+        # others (a shared border) get rows inserted after it, in region order
+        first = np.r_[True, ept[1:] != ept[:-1]] if ept.size else np.zeros(0, dtype=bool)
+        code[exact[ept[first]]] = ereg[first]
+        more = exact[ept[~first]]
+        if more.size:
+            pt = np.insert(pt, more + 1, more)
+            code = np.insert(code, more + 1, ereg[~first])
+        return pt, code
+
+    def _codes(self, x: FloatArray, y: FloatArray, out: Int32Array) -> None:
+        """``out[k]``: the code of the cell strictly holding point k (a region id, or
+        ``_NONE``), or ``_EXACT`` where the point needs the exact test (module doc)."""
+        g = self.grid
+        # the row by arithmetic and the column piece by the locator are guesses (module
+        # doc): a wrong one (a point within rounding of an edge, next to a narrow piece)
+        # fails the strict comparisons with the edges and goes to the exact test
+        t = y - g.f
+        t *= 1.0 / g.e
+        np.clip(t, 0.0, g.nrows - 1, out=t)
+        r = t.astype(np.intp)
+        inside = self.row_edges.take(r) > y
+        inside &= y > self.row_edges[1:].take(r)
+        i = self.cols.guess(x)
+        inside &= self.piece_x0.take(i) < x
+        inside &= x < self.piece_x1.take(i)
+        b = self.row_block.take(r)
+        b += self.piece_block.take(i)
+        self.blocks.take(b, out=out, mode="clip")
+        np.copyto(out, _EXACT, where=~inside)
+        mixed = np.flatnonzero(out <= _MIXED)
+        if mixed.size:
+            rm = r[mixed]
+            # the interval holding the first cell of the point's row in the block, then
+            # forward to the point's cell: at most BLOCK - 1 steps, most points none
+            j = self.block_rows.take((_MIXED - out[mixed]).astype(np.intp) * BLOCK + rm % BLOCK)
+            tile = rm * g.ncols + self.piece_col.take(i[mixed])
+            on = np.flatnonzero(self.starts.take(j + 1) <= tile)
+            while on.size:
+                j[on] += 1
+                on = on[self.starts.take(j[on] + 1) <= tile[on]]
+            out[mixed] = self.codes.take(j)
 
     def exact_pairs(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, Int32Array]:
         """(point, region id) pairs by the exact per-part test (module doc), unique."""
@@ -245,40 +295,58 @@ class PointLookup:
 class _Locator:
     """``np.searchsorted(edges, v, side="right") - 1`` for many ``v``, by arithmetic.
 
-    A random binary search costs ~250 ns a value (branch misses); here a table of
-    buckets narrower than half the median edge gap gives a first index, two steps
-    forward correct it, and the values where ``edges[i] <= v < edges[i + 1]`` still
-    fails (narrow pieces, values off the edges) fall back to the search. Exact: every
-    answer is checked against the edges themselves."""
+    A random binary search costs ~250 ns a value (branch misses). Here a table of buckets
+    half the median edge gap wide gives the edge at or before each bucket's start, and
+    one step forward corrects it: :meth:`guess`, exact wherever a bucket holds at most one
+    edge (on evenly spaced edges everywhere: they sit mid-bucket, away from the rounding
+    at bucket boundaries; only next to gaps narrower than a bucket may it fall short).
+    :meth:`find` checks each guess against the edges and searches where it fails."""
 
     edges: FloatArray
+    following: FloatArray  # edges[i + 1], +inf after the last
     lo: float
-    width: float
+    scale: float  # buckets per unit
     first: IntArray
 
     @classmethod
     def of(cls, edges: FloatArray) -> _Locator:
         edges = np.asarray(edges, dtype=np.float64)
         gaps = np.diff(edges)
-        width = float(np.median(gaps)) / 2.0 if gaps.size else 1.0
-        lo = float(edges[0])
-        nb = int(min(np.ceil((edges[-1] - lo) / width) + 1, 1 << 24)) if gaps.size else 1
-        width = max(width, float(edges[-1] - lo) / max(nb - 1, 1)) if gaps.size else 1.0
+        width = float(np.median(gaps)) / 2.0 if gaps.size else 0.0
+        width = max(width, float(edges[-1] - edges[0]) / (1 << 24))  # at most 2^24 buckets
+        width = width if width > 0.0 else 1.0
+        lo = float(edges[0]) - width / 2.0
+        nb = int(np.ceil((float(edges[-1]) - lo) / width)) + 1
         starts = lo + width * np.arange(nb, dtype=np.float64)
         first = np.searchsorted(edges, starts, side="right") - 1
-        return cls(edges, lo, width, np.clip(first, 0, edges.size - 1).astype(np.int64))
+        return cls(
+            edges,
+            np.r_[edges[1:], np.inf],
+            lo,
+            1.0 / width,
+            np.clip(first, 0, edges.size - 1).astype(np.intp),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return self.edges.nbytes + self.following.nbytes + self.first.nbytes
+
+    def guess(self, v: FloatArray) -> IntArray:
+        """An index in [0, edges.size) for finite values: the answer of :meth:`find`
+        wherever the value's bucket holds at most one edge."""
+        t = v - self.lo
+        t *= self.scale
+        np.clip(t, 0.0, self.first.size - 1, out=t)
+        i = self.first.take(t.astype(np.intp))
+        i += v >= self.following.take(i)
+        return i
 
     def find(self, v: FloatArray) -> IntArray:
-        e, last = self.edges, self.edges.size - 1
-        with np.errstate(invalid="ignore"):
-            b = np.clip((v - self.lo) / self.width, 0, self.first.size - 1).astype(np.int64)
-        i = self.first[b]
-        for _ in range(2):
-            i += (i < last) & (v >= e[np.minimum(i + 1, last)])
-        ok = (e[i] <= v) & ((i == last) | (v < e[np.minimum(i + 1, last)]))
-        bad = np.flatnonzero(~ok)
+        """``np.searchsorted(edges, v, side="right") - 1`` for finite values."""
+        i = self.guess(v)
+        bad = np.flatnonzero(~((self.edges[i] <= v) & (v < self.following[i])))
         if bad.size:
-            i[bad] = np.searchsorted(e, v[bad], side="right") - 1
+            i[bad] = np.searchsorted(self.edges, v[bad], side="right") - 1
         return i
 
 
@@ -298,19 +366,49 @@ def check_points(
     geometry) are shifted by 360 degrees; the shift is exact in float64 (Sterbenz), so
     the point is the same point. NaN, infinite, |lat| > 90 or |lon| > 540 is refused.
     """
+    x, y = _as_coordinates(lon, lat)
+    _refuse_bad(x, y, offset, what)
+    return _wrapped(x), y
+
+
+def _as_coordinates(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     x = np.asarray(lon, dtype=np.float64).ravel()
     y = np.asarray(lat, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise InputError(f"lon and lat differ in length ({x.size} and {y.size}); pass one each")
-    bad = ~(np.isfinite(x) & np.isfinite(y) & (np.abs(y) <= 90.0) & (np.abs(x) <= 540.0))
-    if bad.any():
-        i = int(np.argmax(bad))
+    return x, y
+
+
+def _refuse_bad(x: FloatArray, y: FloatArray, offset: int, what: str) -> None:
+    """Raise on the first point that is not a lon/lat position (:func:`check_points`),
+    a pass at a time: no temporaries the size of the input."""
+    for s in range(0, x.size, _PASS):
+        ok = _is_position(x[s : s + _PASS], y[s : s + _PASS])
+        if ok.all():
+            continue
+        i = s + int(np.argmin(ok))
+        bad = sum(
+            int(np.count_nonzero(~_is_position(x[k : k + _PASS], y[k : k + _PASS])))
+            for k in range(s, x.size, _PASS)
+        )
         raise InputError(
             f"{what} {offset + i} (lon={float(x[i])!r}, lat={float(y[i])!r}) is not a lon/lat "
             f"position: coordinates must be finite with |lat| <= 90 and |lon| <= 540 "
-            f"({int(bad.sum())} bad point(s)); drop or fix them"
+            f"({bad} bad point(s)); drop or fix them"
         )
-    return wrap_center(x), y
+
+
+def _is_position(x: FloatArray, y: FloatArray) -> BoolArray:
+    ok = np.abs(y) <= 90.0  # NaN and infinities fail the comparisons too
+    ok &= np.abs(x) <= 540.0
+    return ok
+
+
+def _wrapped(x: FloatArray) -> FloatArray:
+    """``wrap_center`` of checked longitudes, without a copy when none is beyond ±180."""
+    if x.size and (float(x.min()) < -180.0 or float(x.max()) > 180.0):
+        return wrap_center(x)
+    return x
 
 
 def _as_lookup(index: Index | PointLookup) -> PointLookup:
@@ -350,10 +448,11 @@ def lookup(
     """
     table = _as_lookup(index)
     size = _check_batch_size(batch_size)
-    x = np.asarray(lon, dtype=np.float64).ravel()
-    y = np.asarray(lat, dtype=np.float64).ravel()
-    x, y = check_points(x, y)  # the whole input first: nothing is answered for bad input
-    parts = [table._answer(x[s : s + size], y[s : s + size], s) for s in range(0, x.size, size)]
+    x, y = _as_coordinates(lon, lat)
+    _refuse_bad(x, y, 0, "point")  # the whole input first: nothing is answered for bad input
+    parts = [
+        table._answer(_wrapped(x[s : s + size]), y[s : s + size], s) for s in range(0, x.size, size)
+    ]
     if not parts:
         return lookup_schema(table.key_column).empty_table()
     return pa.concat_tables(parts)
@@ -381,8 +480,7 @@ def _intervals(grid: Grid, regions: list[CountryGeometry]) -> tuple[IntArray, In
     region's ``within`` and ``any_overlap`` runs (the kernel, chunk by chunk)."""
     pos, d_any, d_in, d_id = [], [], [], []
     for rid, region in enumerate(regions):
-        for predicate in ("any_overlap", "within"):
-            lo, hi = _runs(grid, region, predicate)
+        for predicate, (lo, hi) in _runs(grid, region).items():
             pos += [lo, hi]
             one = np.ones(lo.size, dtype=np.int64)
             if predicate == "any_overlap":
@@ -413,40 +511,67 @@ def _intervals(grid: Grid, regions: list[CountryGeometry]) -> tuple[IntArray, In
     return p[keep], code[keep]
 
 
-def _runs(grid: Grid, region: CountryGeometry, predicate: str) -> tuple[IntArray, IntArray]:
-    """The region's included cells under ``predicate`` as tile-id intervals [lo, hi)."""
+def _runs(grid: Grid, region: CountryGeometry) -> dict[str, tuple[IntArray, IntArray]]:
+    """The region's ``any_overlap`` and ``within`` cells as tile-id intervals [lo, hi),
+    both from one plan of windows and chunks."""
+    predicates = ("any_overlap", "within")
+    lo: dict[str, list[IntArray]] = {p: [np.empty(0, np.int64)] for p in predicates}
+    hi: dict[str, list[IntArray]] = {p: [np.empty(0, np.int64)] for p in predicates}
     windows = country_windows(grid, region)
-    if not windows:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    shape = adaptive_chunk(windows, region.edges.ymin, region.edges.ymax, grid.e)
-    lo, hi = [], []
-    for window in windows:
-        for chunk in grid.chunks(window, shape.rows, shape.cols):
-            mask = kernel.mask_chunk(grid, chunk, region, predicate)
-            base = mask.row * grid.ncols
-            lo.append(base + mask.col0)
-            hi.append(base + mask.col1)
-    return np.concatenate(lo), np.concatenate(hi)
+    if windows:
+        shape = adaptive_chunk(windows, region.edges.ymin, region.edges.ymax, grid.e)
+        for window in windows:
+            for chunk in grid.chunks(window, shape.rows, shape.cols):
+                for predicate in predicates:
+                    mask = kernel.mask_chunk(grid, chunk, region, predicate)
+                    base = mask.row * grid.ncols
+                    lo[predicate].append(base + mask.col0)
+                    hi[predicate].append(base + mask.col1)
+    return {p: (np.concatenate(lo[p]), np.concatenate(hi[p])) for p in predicates}
 
 
-def _block_table(grid: Grid, starts: IntArray, codes: Int32Array) -> Int32Array:
+def _block_table(grid: Grid, starts: IntArray, codes: Int32Array) -> tuple[Int32Array, Int32Array]:
     """Per ``BLOCK`` x ``BLOCK`` block: the code all its cells share (no region, or one
-    region holding each whole cell), else ``_MIXED``. Built a block row at a time."""
-    nbr, nbc = math.ceil(grid.nrows / BLOCK), math.ceil(grid.ncols / BLOCK)
-    c0 = np.arange(nbc, dtype=np.int64) * BLOCK
-    c1 = np.minimum(c0 + BLOCK, grid.ncols) - 1  # last column of each block
+    region holding each whole cell), else ``_MIXED - m`` for the m-th mixed block; and per
+    mixed block and row in it, the interval holding the row's first cell in the block
+    (``block_rows[m * BLOCK + row % BLOCK]``). Built a block row at a time, from the
+    intervals that start in it (not cell by cell)."""
+    nrows, ncols = grid.nrows, grid.ncols
+    nbr, nbc = math.ceil(nrows / BLOCK), math.ceil(ncols / BLOCK)
     out = np.empty((nbr, nbc), dtype=np.int32)
+    firsts: list[Int32Array] = []
+    mixed = 0
     for br in range(nbr):
-        rows = np.arange(br * BLOCK, min((br + 1) * BLOCK, grid.nrows), dtype=np.int64)
-        first = (rows[:, None] * grid.ncols + c0[None, :]).ravel()
-        last = (rows[:, None] * grid.ncols + c1[None, :]).ravel()
-        i0 = np.searchsorted(starts, first, side="right") - 1
-        i1 = np.searchsorted(starts, last, side="right") - 1
-        code = np.where(i0 == i1, codes[i0], _MIXED).reshape(rows.size, nbc)
-        code = np.where(code == _EXACT, _MIXED, code)
-        same = (code == code[:1]).all(axis=0)
+        h = min(BLOCK, nrows - br * BLOCK)
+        lo = br * BLOCK * ncols  # the block row's cells are the tile ids [lo, hi)
+        hi = lo + h * ncols
+        j0 = int(np.searchsorted(starts, lo, side="right")) - 1  # the interval holding lo
+        j1 = int(np.searchsorted(starts, hi, side="left"))
+        k = np.arange(j0 + 1, j1, dtype=np.int64)  # the intervals starting after lo
+        row, col = np.divmod(starts[k] - lo, ncols)
+        seg = row * nbc + col // BLOCK  # the row segment (one row of one block) holding it
+        inner = col % BLOCK != 0
+        # a start after a segment's first cell splits the segment, and its interval holds
+        # the first cell of the next segment on
+        split = np.zeros(h * nbc, dtype=bool)
+        split[seg[inner]] = True
+        eff = seg + inner
+        last = eff[1:] != eff[:-1]
+        gov = np.full(h * nbc + 1, j0, dtype=np.int64)
+        gov[eff[:-1][last]] = k[:-1][last]
+        gov[eff[-1:]] = k[-1:]
+        gov = np.maximum.accumulate(gov)[:-1]  # the interval holding each segment's first cell
+        code = codes[gov].reshape(h, nbc)
+        same = ~split.reshape(h, nbc).any(axis=0) & (code == code[0]).all(axis=0)
+        same &= code[0] != _EXACT
+        ids = np.flatnonzero(~same)
         out[br] = np.where(same, code[0], _MIXED)
-    return out
+        out[br, ids] = _MIXED - mixed - np.arange(ids.size, dtype=np.int32)
+        rows = np.zeros((ids.size, BLOCK), dtype=np.int32)
+        rows[:, :h] = gov.reshape(h, nbc)[:, ids].T
+        firsts.append(rows.ravel())
+        mixed += ids.size
+    return out, np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int32)
 
 
 # -- files (the CLI's tool) ---------------------------------------------------------------------

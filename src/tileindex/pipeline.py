@@ -14,9 +14,10 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import time
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,19 +39,18 @@ from tileindex.contract import (
 from tileindex.contract import (
     parameter_hash as derive_parameter_hash,
 )
-from tileindex.coverage import BoundaryFractions
 from tileindex.errors import ConfigError, DiskFullError, OutputError, TileIndexError
 from tileindex.executors import ExecutorSpec, Job, TaskRunner
 from tileindex.fsio import fsync_dir, make_dirs, sha256_file
 from tileindex.geometry import CountryGeometry, country_geometry, geometry_digest
 from tileindex.geostore import write_region_geometry
-from tileindex.grid import Grid, MaskCounts, Runs
+from tileindex.grid import Grid, MaskCounts
 from tileindex.layout import (
     COVERAGE_DATASET,
     DATASETS,
-    ROW_GROUPS_PER_FILE,
     ROWS_PER_ROW_GROUP,
     part_name,
+    row_groups_per_file,
 )
 from tileindex.memory_inputs import LayerLike, read_inputs
 from tileindex.metrics import RunMetrics
@@ -61,14 +61,14 @@ from tileindex.report import (
     ResourceMeter,
     RunReport,
     country_summary,
-    exact_sum,
     ingress_versions,
     pat_counters,
     rfc3339_utc,
+    rounded_total,
     write_json_atomic,
     write_jsonl_atomic,
 )
-from tileindex.rows import check_runs
+from tileindex.rows import check_unit_order
 from tileindex.shards import (
     cleanup_stale_staging,
     discard_staging,
@@ -79,8 +79,9 @@ from tileindex.tasks import (
     COVERAGE_ENGINES,
     ENGINES,
     PartResult,
+    Segment,
     UnitResult,
-    encode_part,
+    encode_spilled,
     get_engine,
     mask_unit,
 )
@@ -100,6 +101,9 @@ from tileindex.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+# the units' runs, under the staging folder until the part files are written
+_SPILL_DIR = "runs"
 
 DEFAULT_CHUNK_SIZE = "auto"
 # staging folders of dead processes older than this are removed at the next build
@@ -134,7 +138,7 @@ class _Options:
     scheduler: str | None
     cache_dir: str | None
     rows_per_row_group: int
-    row_groups_per_file: int
+    row_groups_per_file: int | None  # None: sized by the row count
     key_column: str = DEFAULT_KEY_COLUMN
     coverage: bool = False  # docs/CONTRACT.md §10.3
 
@@ -162,7 +166,7 @@ def build(
     dictionary: str | Path | None = None,
     telemetry: Telemetry | None = None,
     rows_per_row_group: int = ROWS_PER_ROW_GROUP,
-    row_groups_per_file: int = ROW_GROUPS_PER_FILE,
+    row_groups_per_file: int | None = None,
     coverage: bool = False,
     progress: bool | ProgressCallback = False,
 ) -> BuildResult:
@@ -235,8 +239,9 @@ def build(
         Observer of progress and events (:class:`~tileindex.telemetry.Telemetry`);
         ``None`` observes nothing.
     rows_per_row_group, row_groups_per_file
-        The part file layout. They change the bytes: keep the defaults unless you
-        know why.
+        The part file layout (docs/CONTRACT.md §6.5); ``row_groups_per_file=None``
+        sizes files by the row count (:func:`tileindex.layout.row_groups_per_file`).
+        They change the bytes: keep the defaults unless you know why.
     coverage
         Also publish ``tile_coverage``: the exact coverage fraction of every row of
         ``tile_index`` (docs/CONTRACT.md §10.3), its receipt in the run report and each
@@ -314,7 +319,7 @@ def _build(
     dictionary: str | Path | None,
     tele: Telemetry,
     rows_per_row_group: int,
-    row_groups_per_file: int,
+    row_groups_per_file: int | None,
     coverage: bool,
 ) -> BuildResult:
     meter = ResourceMeter()
@@ -335,7 +340,7 @@ def _build(
     if coverage:
         _check_coverage_options(engine, paths_dict)
     out = Path(out)
-    if rows_per_row_group < 1 or row_groups_per_file < 1:
+    if rows_per_row_group < 1 or (row_groups_per_file is not None and row_groups_per_file < 1):
         raise ConfigError("rows_per_row_group and row_groups_per_file must be positive")
     options = _Options(
         predicate,
@@ -486,28 +491,27 @@ def _run(
                 tele.on_event(
                     ExecutorEvent("dask", runner.workers, runner.dashboard_link).to_json()
                 )
-            results, by_code = _mask_all(runner, grid, units, geometries, options, tele)
+            spill = stage / _SPILL_DIR
+            spill.mkdir()
+            results, by_code = _mask_all(runner, grid, units, geometries, options, spill, tele)
             summaries = []
             for code in codes:  # countries without units are done only now
                 if code not in by_code:
                     by_code[code] = _summary(
                         code,
                         [],
-                        grid,
                         geometries[code] is not None,
                         options.key_column,
                         options.coverage,
                     )
                     tele.on_country_done(by_code[code])
                 summaries.append(by_code[code])
-            runs = _run_table(codes, units, results)
-            check_runs(grid, runs, codes)
-            fractions = _fraction_table(results) if options.coverage else None
+            check_unit_order(codes, units, results)
             for name in options.datasets:
                 (stage / name).mkdir(parents=True)
-            parts = _encode_all(runner, grid, options, codes, runs, stage, tele, fractions)
-            del fractions
-        rows_emitted = runs.cells
+            parts = _encode_all(runner, grid, options, codes, units, results, stage, tele)
+            shutil.rmtree(spill)
+        rows_emitted = sum(r.cells for r in results)
         meter.sample()
         # the evidence is complete before anything becomes visible
         receipt = determinism_receipt(stage / "tile_index", relative["tile_index"])
@@ -521,6 +525,7 @@ def _run(
             usage,
             [r.stats for r in results] + [p.stats for p in parts],
             [p.bytes for p in parts],
+            spill_bytes=[(r.stats.worker, r.spill_bytes) for r in results],
             workers_used=runner.workers,
             chunk_size=chunk_report,
             summaries=summaries,
@@ -609,6 +614,7 @@ def _mask_all(
     units: list[WorkUnit],
     geometries: Mapping[str, CountryGeometry | None],
     options: _Options,
+    spill: Path,
     tele: Telemetry,
 ) -> tuple[list[UnitResult], dict[str, CountrySummary]]:
     """Run every unit, heaviest first; results come back in unit id order, with the
@@ -629,6 +635,7 @@ def _mask_all(
             digests[unit.country_iso],
             options.predicate,
             options.engine,
+            str(spill),
             options.cache_dir,
             options.coverage,
         )
@@ -646,7 +653,7 @@ def _mask_all(
         left[code] -= 1
         if left[code] == 0:
             summaries[code] = _summary(
-                code, done.pop(code), grid, True, options.key_column, options.coverage
+                code, done.pop(code), True, options.key_column, options.coverage
             )
             tele.on_country_done(summaries[code])
 
@@ -657,7 +664,6 @@ def _mask_all(
 def _summary(
     code: str,
     results: Sequence[UnitResult],
-    grid: Grid,
     has_geometry: bool,
     key_column: str,
     coverage: bool,
@@ -667,40 +673,44 @@ def _summary(
     coverage_sum = None
     if coverage:
         # docs/CONTRACT.md §10.3: interior cells count 1 each, boundary cells their
-        # fraction; the exact sum, rounded once, so no order or split can change a bit
-        boundary = [r.fractions.value for r in ordered if r.fractions is not None]
-        values = np.concatenate(boundary) if boundary else np.empty(0)
-        coverage_sum = exact_sum(values, ones=counts.cells_included - values.size)
+        # fraction; the units' exact totals added, rounded once, so no order or split
+        # can change a bit
+        boundary = sum(r.boundary_cells for r in ordered)
+        total = sum(r.fraction_total for r in ordered)
+        coverage_sum = rounded_total(total, ones=counts.cells_included - boundary)
     return country_summary(
         code,
-        [r.runs for r in ordered],
+        [r.tile_ids for r in ordered if r.tile_ids is not None],
         counts,
-        grid,
         has_geometry=has_geometry,
+        has_units=bool(ordered),
         key_column=key_column,
         coverage_sum=coverage_sum,
     )
 
 
-def _run_table(
-    codes: Sequence[str], units: Sequence[WorkUnit], results: Sequence[UnitResult]
-) -> Runs:
-    """Concatenate unit runs in unit order: that is already (country_iso, tile_id) order."""
-    index = {code: i for i, code in enumerate(codes)}
-    return Runs.concat(
-        [r.runs.with_country(index[u.country_iso]) for u, r in zip(units, results, strict=True)]
-    )
+def _segments(
+    units: Sequence[WorkUnit], results: Sequence[UnitResult], index: Mapping[str, int]
+) -> Callable[[int, int], list[Segment]]:
+    """Cells [start, stop) of the whole result (units in unit order = key order) as
+    segments of the units' cell streams."""
+    cells = np.array([r.cells for r in results], dtype=np.int64)
+    ends = np.cumsum(cells)
+    starts = ends - cells
 
+    def cut(start: int, stop: int) -> list[Segment]:
+        lo = int(np.searchsorted(ends, start, side="right"))
+        hi = int(np.searchsorted(starts, stop, side="left"))
+        out = []
+        for i in range(lo, hi):
+            a, b = max(start, int(starts[i])), min(stop, int(ends[i]))
+            if b > a:
+                u = units[i]
+                base = int(starts[i])
+                out.append(Segment(u.unit_id, index[u.country_iso], a - base, b - base))
+        return out
 
-def _fraction_table(results: Sequence[UnitResult]) -> BoundaryFractions:
-    """The boundary fractions of every unit, numbered by position in the run table
-    (units in unit order, as :func:`_run_table` concatenates them)."""
-    parts, offset = [], 0
-    for r in results:
-        if r.fractions is not None:
-            parts.append((offset, r.fractions))
-        offset += r.runs.cells
-    return BoundaryFractions.concat(parts)
+    return cut
 
 
 def _encode_all(
@@ -708,28 +718,31 @@ def _encode_all(
     grid: Grid,
     options: _Options,
     codes: Sequence[str],
-    runs: Runs,
+    units: Sequence[WorkUnit],
+    results: Sequence[UnitResult],
     stage: Path,
     tele: Telemetry,
-    fractions: BoundaryFractions | None = None,
 ) -> list[PartResult]:
-    rows_per_file = options.rows_per_row_group * options.row_groups_per_file
-    tasks = plan_parts(runs.cells, rows_per_file)
+    total = sum(r.cells for r in results)
+    per_file = options.row_groups_per_file or row_groups_per_file(total, options.rows_per_row_group)
+    tasks = plan_parts(total, options.rows_per_row_group * per_file)
+    cut = _segments(units, results, {code: i for i, code in enumerate(codes)})
     t0 = time.perf_counter()
     jobs = [
         Job(
             task.part_index,
-            encode_part,
+            encode_spilled,
             (
                 grid,
                 options.predicate,
                 codes,
-                runs.slice_cells(task.row_start, task.row_stop),
+                str(stage / _SPILL_DIR),
+                cut(task.row_start, task.row_stop),
                 task,
                 stage,
                 options.rows_per_row_group,
-                options.row_groups_per_file,
-                fractions.slice(task.row_start, task.row_stop) if fractions is not None else None,
+                per_file,
+                options.coverage,
                 options.key_column,
             ),
             f"part {task.part_index} (rows {task.row_start}-{task.row_stop})",

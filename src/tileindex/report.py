@@ -6,11 +6,13 @@ coordinator's and the workers' measurements (docs/CONTRACT.md §8)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ import numpy.typing as npt
 
 from tileindex.contract import CONTRACT_VERSION, DEFAULT_KEY_COLUMN
 from tileindex.fsio import write_atomic
-from tileindex.grid import Grid, MaskCounts, Runs
+from tileindex.grid import MaskCounts
 
 # the sealed inputs' names in ``ingress_versions`` and in the parameter hash
 INGRESS_KEYS = ("iso", "countries", "raster")
@@ -94,17 +96,19 @@ class CountrySummary:
         )
 
 
-def exact_sum(values: npt.ArrayLike, ones: int = 0) -> float:
-    """``ones + sum(values)`` (finite float64s), correctly rounded from the exact sum.
+SUM_SCALE_BITS = 1200  # every finite float64 times 2^1200 is an integer
+
+
+def scaled_total(values: npt.ArrayLike) -> int:
+    """``sum(values) * 2^SUM_SCALE_BITS`` exactly, as a Python int (finite float64s).
 
     Every float64 is an integer multiple of 2^-1074, so the sum is computed exactly in
     integers (per binary exponent, the 53-bit mantissas split into halves so the NumPy
-    sums cannot overflow) and rounded once. The result does not depend on the order or
-    grouping of the values: a country's sum is bit-identical for any worker count, chunk
-    size or unit split (docs/CONTRACT.md §10.3).
+    sums cannot overflow). Totals of parts add up to the total of the whole: a sum can
+    be split across units, workers and processes and still be exact.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
-    total = int(ones) << 1200
+    total = 0
     if v.size:
         if not np.isfinite(v).all():
             raise ValueError("exact_sum needs finite values")
@@ -117,37 +121,50 @@ def exact_sum(values: npt.ArrayLike, ones: int = 0) -> float:
         lo = np.add.reduceat(m & ((1 << 26) - 1), starts)
         for e, h, low in zip(exp[starts].tolist(), hi.tolist(), lo.tolist(), strict=True):
             # value = m * 2^(e - 53); scaled by 2^1200 so every term is an integer
-            total += ((h << 26) + low) << (e - 53 + 1200)
-    return total / (1 << 1200)
+            total += ((h << 26) + low) << (e - 53 + SUM_SCALE_BITS)
+    return total
+
+
+def rounded_total(total: int, ones: int = 0) -> float:
+    """``ones + total / 2^SUM_SCALE_BITS`` (a :func:`scaled_total`), rounded once."""
+    return ((int(ones) << SUM_SCALE_BITS) + total) / (1 << SUM_SCALE_BITS)
+
+
+def exact_sum(values: npt.ArrayLike, ones: int = 0) -> float:
+    """``ones + sum(values)`` (finite float64s), correctly rounded from the exact sum
+    (:func:`scaled_total`). The result does not depend on the order or grouping of the
+    values: a country's sum is bit-identical for any worker count, chunk size or unit
+    split (docs/CONTRACT.md §10.3).
+    """
+    return rounded_total(scaled_total(values), ones)
 
 
 def country_summary(
     code: str,
-    runs: Sequence[Runs],
+    tile_ids: Sequence[tuple[int, int]],
     counts: MaskCounts,
-    grid: Grid,
     *,
     has_geometry: bool,
+    has_units: bool,
     key_column: str = DEFAULT_KEY_COLUMN,
     coverage_sum: float | None = None,
 ) -> CountrySummary:
-    """The summary of ``code`` from its units' runs (in unit order, so the first run is
-    the country's lowest tile id and the last its highest) and their summed counts."""
-    nonempty = [r for r in runs if len(r)]
+    """The summary of ``code`` from the (lowest, highest) tile id of each of its units
+    that holds cells, in unit order (so the first is the country's lowest tile id and
+    the last its highest), and their summed counts."""
     notes: tuple[str, ...] = ()
     if not has_geometry:
         notes = ("no polygons for this code in the country layer",)
-    elif not runs:
+    elif not has_units:
         notes = ("the country's geometry lies outside the grid",)
-    first, last = (nonempty[0], nonempty[-1]) if nonempty else (None, None)
     return CountrySummary(
         country_iso=code,
         cells_visited=counts.cells_visited,
         cells_included=counts.cells_included,
         cells_excluded_outside=counts.cells_excluded_outside,
         cells_excluded_hole=counts.cells_excluded_hole,
-        tile_id_min=int(grid.tile_id(first.row[0], first.col0[0])) if first else None,
-        tile_id_max=int(grid.tile_id(last.row[-1], last.col1[-1] - 1)) if last else None,
+        tile_id_min=tile_ids[0][0] if tile_ids else None,
+        tile_id_max=tile_ids[-1][1] if tile_ids else None,
         notes=notes,
         key_column=key_column,
         coverage_area_fraction_sum=coverage_sum,
@@ -176,6 +193,8 @@ class PatCounters:
     # whole staging area (every part, before the rename) -- docs/CONTRACT.md §9's temp disk
     temp_disk_worker_peak_bytes: int = 0
     staging_bytes_total: int = 0
+    # of which the units' runs, spilled by the workers and read back by the encode tasks
+    spill_bytes_total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -310,8 +329,24 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 
 def peak_rss_bytes() -> int:
-    """Lifetime peak resident set of this process."""
+    """Peak resident set of this process: since the last :func:`reset_peak_rss` where
+    /proc has it (Linux: VmHWM), else the lifetime peak (getrusage)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * _MAXRSS_UNIT
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak at the current resident set (Linux ``clear_refs`` 5), so that a
+    build run inside a long-lived process (a notebook, a service, a test session)
+    reports its own peak, not the process's history. A no-op where unsupported."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def rss_now_bytes() -> int | None:
@@ -352,10 +387,12 @@ class ResourceUsage:
 
 class ResourceMeter:
     """Measures this process from the OS: wall clock and CPU seconds since creation,
-    peak RSS (lifetime, from getrusage) and open descriptors (peak over the ``sample()``
-    calls). Workers measure themselves (:class:`WorkerStats`)."""
+    peak RSS (since creation where Linux can reset the peak, else the lifetime peak) and
+    open descriptors (peak over the ``sample()`` calls). Workers measure themselves
+    (:class:`WorkerStats`)."""
 
     def __init__(self) -> None:
+        reset_peak_rss()
         self._t0 = time.perf_counter()
         self._cpu0 = os.times()
         self._open_peak: int | None = None
@@ -402,9 +439,14 @@ def pat_counters(
     rows_emitted: int,
     bytes_read_raster: int,
     bytes_read_vectors: int,
+    spill_bytes: Sequence[tuple[str, int]] = (),
 ) -> PatCounters:
     """The PAT counters of a run from the coordinator's ``usage``, every worker task's
-    stats (masking and encoding) and the bytes of each part (both datasets)."""
+    stats (masking and encoding), the bytes of each part (both datasets) and the
+    (worker, bytes) of every unit's spilled runs (kept until the parts are written)."""
+    by_worker = Counter[str]()
+    for worker, size in spill_bytes:
+        by_worker[worker] += size
     # with one worker the tasks ran in this process, whose CPU time ``usage`` holds
     worker_cpu = sum(t.cpu_seconds for t in tasks) if workers_used > 1 else 0.0
     return PatCounters(
@@ -420,8 +462,10 @@ def pat_counters(
         workers_used=workers_used,
         chunk_size=chunk_size,
         main_rss_peak_bytes=usage.rss_peak_bytes,
-        temp_disk_worker_peak_bytes=max(part_bytes, default=0),
-        staging_bytes_total=sum(part_bytes),
+        # a worker holds its units' spilled runs and the part it is writing at once
+        temp_disk_worker_peak_bytes=max(part_bytes, default=0) + max(by_worker.values(), default=0),
+        staging_bytes_total=sum(part_bytes) + sum(by_worker.values()),
+        spill_bytes_total=sum(by_worker.values()),
     )
 
 
@@ -440,7 +484,9 @@ __all__ = [
     "pat_counters",
     "peak_rss_bytes",
     "rfc3339_utc",
+    "rounded_total",
     "rss_now_bytes",
+    "scaled_total",
     "write_json_atomic",
     "write_jsonl_atomic",
 ]

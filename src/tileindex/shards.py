@@ -322,6 +322,11 @@ class DatasetWriter:
             part.abort()
 
     @property
+    def pending_rows(self) -> int:
+        """Rows pushed but not yet flushed into a row group (the most of any dataset)."""
+        return max(part.pending_rows for part in self._parts.values())
+
+    @property
     def rows_written(self) -> int:
         """Rows in row groups flushed so far (per dataset; both hold the same rows)."""
         return self._parts["tile_index"].rows

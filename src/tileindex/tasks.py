@@ -25,8 +25,8 @@ from tileindex.geometry import CountryGeometry
 from tileindex.grid import ChunkMask, Grid, MaskCounts, Runs, Window
 from tileindex.layout import COVERAGE_DATASET, DATASETS, part_name
 from tileindex.plan import PartTask, WorkUnit
-from tileindex.report import WorkerStats, open_files_now, peak_rss_bytes
-from tileindex.rows import coverage_batch, iter_batches
+from tileindex.report import WorkerStats, open_files_now, peak_rss_bytes, scaled_total
+from tileindex.rows import check_runs, coverage_batch, iter_groups
 from tileindex.shards import DatasetWriter
 
 MaskFn = Callable[[Grid, Window, CountryGeometry, str], ChunkMask]
@@ -57,18 +57,55 @@ def _stats(t0: float, cpu0: float) -> WorkerStats:
     )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class UnitResult:
-    """A unit's included cells (one country's runs, sorted by tile id) and its counts;
-    ``cached`` says the runs came from the mask cache. With coverage, ``fractions`` holds
-    the fractions of the unit's boundary cells, numbered by position in its runs."""
+    """What the parent keeps of a unit: its counts and where its runs are.
+
+    The runs (one country's, sorted by tile id) and, with coverage, the fractions of its
+    boundary cells (numbered by position in the runs' cell stream) are in the unit's
+    spill files (:func:`spill_paths`), read back only by the encode tasks that need them,
+    so the parent's memory does not grow with the rows (docs/CONTRACT.md §9).
+    ``tile_ids`` is the (lowest, highest) tile id of its cells, None without cells;
+    ``fraction_total`` the exact scaled sum of its boundary fractions
+    (:func:`tileindex.report.scaled_total`) and ``boundary_cells`` their number;
+    ``cached`` says the runs came from the mask cache."""
 
     unit_id: int
-    runs: Runs
+    cells: int
+    tile_ids: tuple[int, int] | None
     counts: MaskCounts
     stats: WorkerStats
+    spill_bytes: int
     cached: bool = False
-    fractions: BoundaryFractions | None = None
+    fraction_total: int = 0
+    boundary_cells: int = 0
+
+
+def spill_paths(spill_dir: str | Path, unit_id: int) -> tuple[Path, Path]:
+    """The unit's spill files: its runs (an n x 3 int64 array: row, col0, col1) and its
+    boundary fractions (positions int64, values float64: a 2 x m float64 array would
+    round positions, so two arrays in one file)."""
+    folder = Path(spill_dir)
+    return folder / f"unit-{unit_id:06d}.runs.npy", folder / f"unit-{unit_id:06d}.frac.npz"
+
+
+def _spill(spill_dir: str, unit_id: int, runs: Runs, fractions: BoundaryFractions | None) -> int:
+    """Write the unit's runs (and fractions) atomically; a retried unit rewrites the
+    same bytes. Returns the bytes written."""
+    run_path, frac_path = spill_paths(spill_dir, unit_id)
+    written = 0
+    tmp = run_path.with_name(run_path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.stack([runs.row, runs.col0, runs.col1], axis=1))
+    os.replace(tmp, run_path)
+    written += run_path.stat().st_size
+    if fractions is not None:
+        tmp = frac_path.with_name(frac_path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, pos=fractions.pos, value=fractions.value)
+        os.replace(tmp, frac_path)
+        written += frac_path.stat().st_size
+    return written
 
 
 # the last few countries' prepared geometries, so a worker builds GEOS indexes once per
@@ -91,11 +128,14 @@ def mask_unit(
     token: str,
     predicate: str,
     engine: str,
+    spill_dir: str,
     cache_dir: str | None = None,
     coverage: bool = False,
     attempt: int = 1,
 ) -> UnitResult:
-    """Mask every chunk (``unit.chunk``) of the unit and merge the runs.
+    """Mask every chunk (``unit.chunk``) of the unit, merge the runs, check them (on the
+    grid, in tile id order, disjoint: E003) and write them to the unit's spill files
+    under ``spill_dir``.
 
     ``token`` identifies the country geometry (its digest); with ``cache_dir`` the runs
     are looked up in, and stored to, the mask cache under a key built from it. With
@@ -123,9 +163,24 @@ def mask_unit(
         counts = sum((x.counts for x in chunks), MaskCounts())
         if cache is not None:
             cache.put(key, runs, counts)
+    runs = runs.take(runs.col1 > runs.col0)  # an empty run holds no cell
+    check_runs(grid, runs.with_country(0), (unit.country_iso,))
     fractions = unit_fractions(grid, geom, runs, unit.chunk.rows) if coverage else None
+    spilled = _spill(spill_dir, unit.unit_id, runs, fractions)
+    tile_ids = None
+    if len(runs):
+        first = int(grid.tile_id(runs.row[0], runs.col0[0]))
+        tile_ids = (first, int(grid.tile_id(runs.row[-1], runs.col1[-1] - 1)))
     return UnitResult(
-        unit.unit_id, runs, counts, _stats(t0, cpu0), cached=hit is not None, fractions=fractions
+        unit.unit_id,
+        runs.cells,
+        tile_ids,
+        counts,
+        _stats(t0, cpu0),
+        spilled,
+        cached=hit is not None,
+        fraction_total=scaled_total(fractions.value) if fractions is not None else 0,
+        boundary_cells=len(fractions) if fractions is not None else 0,
     )
 
 
@@ -157,6 +212,69 @@ class PartResult:
     bytes: int
     sha256: dict[str, str]
     stats: WorkerStats
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Cells [start, stop) of one unit's cell stream, whose key is ``codes[country]``:
+    a piece of a part (a part is a run of segments in unit order)."""
+
+    unit_id: int
+    country: int
+    start: int
+    stop: int
+
+
+def load_part(
+    spill_dir: str, segments: Sequence[Segment], coverage: bool
+) -> tuple[Runs, BoundaryFractions | None]:
+    """The runs (and boundary fractions, numbered from the part's first cell) of a part,
+    read back from its units' spill files."""
+    runs, fractions, offset = [], [], 0
+    for seg in segments:
+        run_path, frac_path = spill_paths(spill_dir, seg.unit_id)
+        table = np.load(run_path)
+        unit_runs = Runs(
+            table[:, 0], table[:, 1], table[:, 2], np.full(len(table), seg.country, np.int32)
+        )
+        runs.append(unit_runs.slice_cells(seg.start, seg.stop))
+        if coverage:
+            with np.load(frac_path) as doc:
+                unit_fractions = BoundaryFractions(doc["pos"], doc["value"])
+            fractions.append((offset, unit_fractions.slice(seg.start, seg.stop)))
+        offset += seg.stop - seg.start
+    return Runs.concat(runs), BoundaryFractions.concat(fractions) if coverage else None
+
+
+def encode_spilled(
+    grid: Grid,
+    predicate: str,
+    codes: Sequence[str],
+    spill_dir: str,
+    segments: Sequence[Segment],
+    task: PartTask,
+    staging: Path,
+    rows_per_row_group: int,
+    row_groups_per_file: int,
+    coverage: bool = False,
+    key_column: str = DEFAULT_KEY_COLUMN,
+    attempt: int = 1,
+) -> PartResult:
+    """:func:`encode_part` of a part given as segments of its units' spill files."""
+    runs, fractions = load_part(spill_dir, segments, coverage)
+    return encode_part(
+        grid,
+        predicate,
+        codes,
+        runs,
+        task,
+        staging,
+        rows_per_row_group,
+        row_groups_per_file,
+        fractions,
+        key_column,
+        attempt,
+    )
 
 
 def encode_part(
@@ -192,20 +310,21 @@ def encode_part(
         key_column,
         coverage=fractions is not None,
     ) as writer:
-        bounds = np.flatnonzero(np.diff(runs.country)) + 1
+        # one pair per row group (the part starts on a row-group boundary), written
+        # before the next is made: the pairs can share one set of buffers
+        pairs = iter_groups(
+            grid, codes, predicate, runs, rows_per_row_group, key_column=key_column, reuse=True
+        )
         done = 0  # rows of this part written so far
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(runs)], strict=True):
-            if hi <= lo:
-                continue
-            iso = codes[int(runs.country[lo])]
-            part = runs.take(slice(lo, hi))
-            for index, bound in iter_batches(grid, iso, predicate, part, key_column=key_column):
-                cov = None
-                if fractions is not None and writer.coverage_schema is not None:
-                    here = fractions.slice(done, done + index.num_rows)
-                    cov = coverage_batch(index, here, writer.coverage_schema)
-                writer.write(index, bound, cov)
-                done += index.num_rows
+        for index, bound in pairs:
+            cov = None
+            if fractions is not None and writer.coverage_schema is not None:
+                here = fractions.slice(done, done + index.num_rows)
+                cov = coverage_batch(index, here, writer.coverage_schema)
+            writer.write(index, bound, cov)
+            # the buffers are reused: a full group must be in the file before the next
+            assert index.num_rows < rows_per_row_group or writer.pending_rows == 0
+            done += index.num_rows
     size = 0
     digests = {}
     names = DATASETS + ((COVERAGE_DATASET,) if fractions is not None else ())

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import gc
+import logging
 import sys
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, InvalidStateError
 from typing import Any
 
-from tileindex.errors import ConfigError
+from tileindex.errors import ConfigError, SchedulerLostError, TileIndexError
 
 EXTRA = "pip install 'tileindex[dask]'"
+# how long closing the client may take; a client whose scheduler died would otherwise
+# keep trying to reconnect for dask's whole connect timeout
+CLOSE_SECONDS = 5.0
+# the reason dask gives the futures it cancels when the scheduler connection drops
+_CONNECTION_LOST = "scheduler-connection-lost"
 
 
 def _distributed() -> Any:
@@ -27,7 +38,13 @@ class DaskExecutor(Executor):
     """A dask.distributed cluster behind ``Executor.submit``: a ready ``client``, an
     existing scheduler at ``address``, or a LocalCluster of ``workers`` single-threaded
     worker processes. What it started it closes again on shutdown; a ready client stays
-    open. Workers must reach the output root (shared storage)."""
+    open. Workers must reach the output root (shared storage).
+
+    A lost worker is dask's business: the scheduler runs its tasks again on the others.
+    A lost scheduler is not recoverable (its task state is gone): every future then
+    fails with :class:`SchedulerLostError`, and :meth:`check` raises it as well, so a
+    build ends at once with nothing published instead of waiting on a dead cluster.
+    """
 
     def __init__(self, workers: int, address: str | None = None, client: Any = None) -> None:
         self._cluster = None
@@ -43,21 +60,120 @@ class DaskExecutor(Executor):
                 )
                 client = distributed.Client(self._cluster)
             else:
-                client = distributed.Client(address)
+                client = _connect(distributed, address)
         self._client = client
+        self.address: str = client.scheduler.address
         self.dashboard_link: str = client.dashboard_link
         self.workers: int = sum(client.nthreads().values()) or workers
-        self._executor = client.get_executor(pure=False)
+        self._futures: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self._executor.submit(fn, *args, **kwargs)
+        self.check()
+        task = self._client.submit(fn, *args, pure=False, **kwargs)
+        self._futures.add(task)
+        result: Future[Any] = Future()
+        result.add_done_callback(functools.partial(_cancel_task, task))
+        task.add_done_callback(functools.partial(self._deliver, result))
+        return result
+
+    def check(self) -> None:
+        """Raise :class:`SchedulerLostError` unless the client is connected."""
+        if self._gone():
+            raise self._lost()
+
+    def _deliver(self, result: Future[Any], task: Any) -> None:
+        # runs on dask's callback thread once the task finished, failed or was cancelled
+        try:
+            outcome = task.result()
+        except BaseException as exc:
+            lost = getattr(exc, "reason", None) == _CONNECTION_LOST
+            _settle(result, exception=self._lost() if lost or self._gone() else exc)
+        else:
+            _settle(result, value=outcome)
+
+    def _gone(self) -> bool:
+        # "connecting" once the scheduler connection dropped, "closed" after dask gave up
+        return self._client.status != "running"
+
+    def _lost(self) -> SchedulerLostError:
+        # said when the runner stops: its callers (build, values) publish only after it
+        return SchedulerLostError(
+            f"lost the connection to the dask scheduler at {self.address}; nothing was "
+            "published: restart the scheduler and its workers and build again (the same "
+            "inputs give the same bytes)"
+        )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._executor.shutdown(wait=wait and not cancel_futures)
+        pending = [f for f in self._futures if not f.done()]
+        if pending and not self._gone():
+            if cancel_futures or not wait:
+                with contextlib.suppress(Exception):  # best effort: the client may be closing
+                    self._client.cancel(pending)
+            else:
+                _distributed().wait(pending)
         if self._owns_client:
-            self._client.close()
+            with _quiet_reconnect(), contextlib.suppress(OSError, TimeoutError):
+                self._client.close(timeout=CLOSE_SECONDS)
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _connect(distributed: Any, address: str) -> Any:
+    """A client of the scheduler at ``address``, within dask's connect timeout."""
+    problem: TileIndexError
+    try:
+        return distributed.Client(address)
+    except (OSError, TimeoutError) as exc:
+        problem = SchedulerLostError(
+            f"cannot reach the dask scheduler at {address} ({exc}); start it "
+            "(dask scheduler) or give its address with --scheduler"
+        )
+    except ValueError as exc:
+        problem = ConfigError(
+            f"--scheduler: {address!r} is not a dask scheduler address ({exc}); "
+            "write it like tcp://HOST:8786"
+        )
+    # the half-made client sits in a reference cycle; collected at interpreter exit, with
+    # its event loop gone, its clean-up would time out and print a traceback: collect it
+    # now, raising outside the handlers so that no exception context keeps it alive
+    gc.collect()
+    raise problem
+
+
+class _CancelledReconnect(logging.Filter):
+    """Drops the traceback dask logs when closing a client stops its reconnect loop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+@contextlib.contextmanager
+def _quiet_reconnect() -> Iterator[None]:
+    # closing a client whose scheduler died cancels its reconnect loop, which dask logs
+    # as an error with a traceback; the run's own one-line error already says it all
+    logger = logging.getLogger("distributed.client")
+    quiet = _CancelledReconnect()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _cancel_task(task: Any, result: Future[Any]) -> None:
+    # the caller gave up on this result (a failed run): stop the task in the cluster too
+    if result.cancelled():
+        with contextlib.suppress(Exception):  # best effort: the client may be closing
+            task.cancel()
+
+
+def _settle(result: Future[Any], value: Any = None, exception: BaseException | None = None) -> None:
+    with contextlib.suppress(InvalidStateError):  # cancelled by the caller meanwhile
+        if exception is not None:
+            result.set_exception(exception)
+        else:
+            result.set_result(value)
 
 
 def is_client(obj: object) -> bool:

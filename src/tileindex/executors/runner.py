@@ -6,7 +6,7 @@ import errno
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from enum import Enum
@@ -23,6 +23,10 @@ MAX_RETRIES = 3
 # a worker never waits for the parent, few enough that results are consumed (progress
 # moves, memory stays bounded) and that a failure stops the run within a few jobs.
 IN_FLIGHT_PER_WORKER = 2
+# How often the runner, waiting for results, asks the executor whether it can still
+# deliver any (a dask client whose scheduler died): a dead cluster ends the run within
+# this time instead of leaving it waiting for ever.
+CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,15 @@ class TaskRunner:
         self.close(cancel=exc[0] is not None)
 
     def close(self, cancel: bool = False) -> None:
-        if self._owned:
+        if not self._owned:
+            return
+        if cancel or not isinstance(self._pool, ProcessPoolExecutor):
             self._pool.shutdown(wait=True, cancel_futures=cancel)
+        else:
+            # every job is done: the workers' interpreter teardown (a second or two)
+            # overlaps with the receipt and the publish instead of delaying them; the
+            # pool's own exit hook still joins them before this process ends
+            self._pool.shutdown(wait=False)
 
     def run(
         self,
@@ -124,7 +135,10 @@ class TaskRunner:
                     job = queue.popleft()
                     attempts[job.key] += 1
                     running[self._pool.submit(job.fn, *job.args, attempts[job.key])] = job
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=CHECK_SECONDS, return_when=FIRST_COMPLETED)
+                if not done:
+                    self._check()
+                    continue
                 outcomes = settle([f for f in running if f in done])
                 if any(o is _Outcome.LOST for _, o in outcomes):
                     # the pool is broken: every job still running fails the same way
@@ -139,6 +153,12 @@ class TaskRunner:
                 fut.cancel()
             raise
         return results
+
+    def _check(self) -> None:
+        # executors that can lose their cluster say so (DaskExecutor.check raises)
+        check = getattr(self._pool, "check", None)
+        if callable(check):
+            check()
 
     def _settle(
         self,

@@ -1,7 +1,7 @@
 """The cost of ``--coverage`` (docs/CONTRACT.md §10.3): the world ``any_overlap`` build
 with and without it, in one session, as child processes measured from outside.
 
-    python benchmarks/coverage.py [--resolution 30] [--repeats 3] [--workers 2] [--record]
+    python benchmarks/coverage_cost.py [--resolution 30] [--repeats 3] [--workers 2] [--record]
 
 Each repeat runs both builds, alternating which goes first, into fresh output roots
 with ``--no-cache``; the medians of wall, CPU and peak RSS (largest process, and the
