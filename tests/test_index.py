@@ -66,6 +66,24 @@ def test_to_table_of_some_keys_is_their_rows_in_order(root: Path) -> None:
     assert fractions == [0.5] * 20 + [1.0] * 90
 
 
+def test_every_key_and_pairs_across_part_boundaries_read_like_a_dataset_filter(
+    root: Path,
+) -> None:
+    # to_table(keys) bisects the parts by their key statistics and keeps rows by their
+    # dictionary codes; a pyarrow dataset filter is the reference
+    index = tileindex.open(root)
+    data = index.dataset("tile_coverage")
+    assert len(data.files) > 3
+    keys = list(index.keys)
+    for wanted in [[k] for k in keys] + [keys[::3], [keys[0], keys[-1]]]:
+        expect = data.to_table(filter=pc.field("country_iso").isin(wanted))
+        got = index.to_table(wanted, dataset="tile_coverage")
+        assert got.schema.equals(expect.schema) and got.equals(expect), wanted
+    only_ids = index.to_table(keys[1], columns=["tile_id"])
+    assert only_ids.column_names == ["tile_id"]
+    assert only_ids.num_rows == index.to_table(keys[1]).num_rows
+
+
 def test_a_key_read_touches_only_the_row_groups_that_can_hold_it(root: Path) -> None:
     index = tileindex.open(root)
     data = index.dataset()

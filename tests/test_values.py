@@ -326,16 +326,15 @@ def test_small_windows_bound_memory_and_change_nothing(
     expect = tileindex.values(reference, raster)
 
     sizes: list[int] = []
-    original = values_module._Windows._window
+    original = values_module._Strips._read
 
-    def spy(self, r0, r1, c0, c1):  # type: ignore[no-untyped-def]
-        data, mask = original(self, r0, r1, c0, c1)
-        sizes.append(data.nbytes)
-        return data, mask
+    def spy(self, data, mask, window):  # type: ignore[no-untyped-def]
+        sizes.append(data.nbytes)  # the strip the window is read into
+        return original(self, data, mask, window)
 
     bound = 3 * GRID.ncols * 4  # three rows of float32
     monkeypatch.setattr(values_module, "WINDOW_BYTES", bound)
-    monkeypatch.setattr(values_module._Windows, "_window", spy)
+    monkeypatch.setattr(values_module._Strips, "_read", spy)
     got = tileindex.values(root, raster)
     assert sizes and max(sizes) <= bound
     assert _tree_bytes(got.paths["tile_values"], got.paths["region_values"]) == _tree_bytes(

@@ -5,29 +5,33 @@ For every row of ``tile_index`` the raster's value at that cell (null where the 
 says nodata), published row for row in the same part files and row groups, and per
 region count, sum, mean, min and max (and the same weighted by ``coverage_fraction``
 when the index has ``tile_coverage``). One task per part file: it reads the part a row
-group at a time and the raster a window at a time (a block of rows, at most
-``WINDOW_BYTES``, cut to the columns the rows need), so memory is bounded by a row group
-and a window, never by the grid. Sums are exact (integers in units of 2^-1200, rounded
-once at the end), so every statistic is the same to the last bit for any worker count,
-part order or grouping. Nothing here changes a published partition: ``tile_values`` is a
-partition of its own, write-once like the others (§7.4).
+group at a time and the raster a strip at a time (a block of whole rows, at most
+``WINDOW_BYTES``, of which only the column chunks the rows need are read), so memory is
+bounded by two row groups and a strip, never by the grid. Sums are exact (integers in
+units of 2^-1200, :mod:`tileindex.exactsum`, rounded once at the end), so every
+statistic is the same to the last bit for any worker count, part order or grouping.
+Nothing here changes a published partition: ``tile_values`` is a partition of its own,
+write-once like the others (§7.4).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import rasterio
 from pyproj import CRS
@@ -66,11 +70,15 @@ from tileindex.shards import (
     staging_dir,
 )
 
+if TYPE_CHECKING:
+    from tileindex.exactsum import Accumulator
+
 __all__ = [
     "REGION_VALUES",
     "VALUES_DATASET",
     "WINDOW_BYTES",
     "ValuesResult",
+    "scaled_sum",
     "values",
 ]
 
@@ -79,11 +87,10 @@ log = logging.getLogger(__name__)
 VALUES_DATASET = "tile_values"
 REGION_VALUES = "region_values"
 RASTER_ROLE = "values raster"
-# the memory bound of one raster read: a block of whole rows, or fewer when the cells
-# asked for leave long gaps (64 MiB = 388 rows of the 30" world in float32)
+# the memory bound of one strip of the raster: a block of whole rows (64 MiB = 388 rows
+# of the 30" world in float32, cut to 256: whole blocks), of which only the column chunks
+# the cells need are read
 WINDOW_BYTES = 64 << 20
-_SCALE = 1200  # sums are integers in units of 2^-1200: every float64 is one exactly
-_BINCOUNT_SLICE = 1 << 24  # float64 bin sums of 27-bit halves stay exact below 2^26 terms
 
 # tile_values is written with the pinned settings of every dataset (tileindex.shards,
 # docs/CONTRACT.md §6.5): the key column as a dictionary, sorted tile ids delta-packed,
@@ -98,11 +105,52 @@ def _tile_values_options(key_column: str) -> dict[str, Any]:
     return options
 
 
+@cache
+def _arrow_schema_entry(key_column: str) -> bytes:
+    """The ``ARROW:schema`` footer entry pyarrow writes for ``tile_values``.
+
+    The key column is written as the dictionary array read from ``tile_index`` (so no
+    string is made or hashed per row: writing strings costs about twice as much), which
+    pyarrow would record as a dictionary column. So a part is written without the
+    stored schema and given this entry, the one of the string column, so it reads back
+    as strings, with the same pages, statistics and footer as written from strings, but
+    for one thing: the dictionary is given whole, so every page of indices has the bit
+    width of the whole row group's dictionary (written from strings, the dictionary grows
+    page by page). The bytes still depend only on the ``tile_index`` part.
+    """
+    sink = io.BytesIO()
+    options = _tile_values_options(key_column)
+    pq.write_table(tile_values_schema(key_column).empty_table(), sink, **options)
+    return bytes(pq.read_metadata(io.BytesIO(sink.getvalue())).metadata[b"ARROW:schema"])
+
+
+def _dictionary_schema(key_column: str) -> pa.Schema:
+    schema = tile_values_schema(key_column)
+    keys = pa.field(key_column, pa.dictionary(pa.int32(), pa.string()), nullable=False)
+    return schema.set(0, keys)
+
+
 def _region_values_options(key_column: str) -> dict[str, Any]:
     options = parquet_options(COVERAGE_DATASET, key_column)
     del options["column_encoding"]  # few rows: plain pages, the library's default encodings
     options["sorting_columns"] = (pq.SortingColumn(0),)
     return options
+
+
+_SCALE = 1200  # sums are integers in units of 2^-1200 (tileindex.exactsum.SCALE)
+
+
+def scaled_sum(values: npt.ArrayLike) -> int:
+    """The exact sum of finite float64 ``values`` times 2^1200, as an integer; see
+    :func:`tileindex.exactsum.scaled_sum` (imported here on first use: it brings numba)."""
+    from tileindex.exactsum import scaled_sum as exact
+
+    return exact(values)
+
+
+def _unscale(total: int, divisor: int = 1) -> float:
+    """``total / (divisor * 2^1200)``, correctly rounded."""
+    return total / (divisor << _SCALE)
 
 
 @dataclass(frozen=True)
@@ -121,41 +169,6 @@ class ValuesResult:
     cells_read: int  # raster cells read, summed over every window
 
 
-# -- exact sums -----------------------------------------------------------------------------
-
-
-def scaled_sum(values: npt.ArrayLike) -> int:
-    """The exact sum of finite float64 ``values`` times 2^1200, as an integer.
-
-    Every float64 is an integer multiple of 2^-1074, so scaled by 2^1200 every value and
-    every sum is an integer; adding these integers is exact and order-free, and one
-    division rounds the total (``scaled_sum(v) / 2**1200``, correctly rounded as Python
-    divides integers) -- the same number as ``tileindex.report.exact_sum``. The 53-bit
-    mantissas are split into 27- and 26-bit halves and summed per binary exponent with
-    ``np.bincount`` (float64 sums of fewer than 2^26 such halves are exact), so the cost
-    is linear in the values.
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    total = 0
-    for start in range(0, v.size, _BINCOUNT_SLICE):
-        chunk = v[start : start + _BINCOUNT_SLICE]
-        mant, exp = np.frexp(chunk)
-        m = (mant * 9007199254740992.0).astype(np.int64)  # times 2^53, exact: |m| < 2^53
-        lo_exp = int(exp.min())
-        bins = exp - lo_exp
-        hi = np.bincount(bins, weights=(m >> 26).astype(np.float64))
-        lo = np.bincount(bins, weights=(m & ((1 << 26) - 1)).astype(np.float64))
-        for i in np.flatnonzero((hi != 0) | (lo != 0)).tolist():
-            # value = m * 2^(e - 53), scaled by 2^1200 (e - 53 + 1200 >= 74 for subnormals)
-            total += ((int(hi[i]) << 26) + int(lo[i])) << (lo_exp + i - 53 + _SCALE)
-    return total
-
-
-def _unscale(total: int, divisor: int = 1) -> float:
-    """``total / (divisor * 2^1200)``, correctly rounded."""
-    return total / (divisor << _SCALE)
-
-
 # -- per-region accumulators ----------------------------------------------------------------
 
 
@@ -170,6 +183,21 @@ class _Stats:
     weight: int = 0  # scaled_sum of the coverage fractions of the non-null cells
     weighted: int = 0  # scaled_sum of fl(value * coverage_fraction)
 
+    @classmethod
+    def of(
+        cls,
+        acc: Accumulator,
+        v: npt.NDArray[np.float64],
+        valid: npt.NDArray[np.bool_],
+        f: npt.NDArray[np.float64] | None,
+    ) -> _Stats:
+        """The statistics of the valid ``v`` (weighted by ``f`` when given)."""
+        count, low, high, (total, weight, weighted) = acc.add(v, valid, f)
+        if count == 0:
+            return cls()
+        # + 0.0 turns -0.0 into 0.0: which zero min/max returns would depend on the order
+        return cls(count, total, low + 0.0, high + 0.0, weight, weighted)
+
     def add(self, other: _Stats) -> None:
         self.count += other.count
         self.total += other.total
@@ -179,18 +207,6 @@ class _Stats:
             self.low = other.low if self.low is None else min(self.low, other.low)
         if other.high is not None:
             self.high = other.high if self.high is None else max(self.high, other.high)
-
-    @classmethod
-    def of(cls, v: npt.NDArray[np.float64], f: npt.NDArray[np.float64] | None) -> _Stats:
-        if v.size == 0:
-            return cls()
-        # + 0.0 turns -0.0 into 0.0: which zero min/max returns would depend on the order
-        low, high = float(v.min()) + 0.0, float(v.max()) + 0.0
-        stats = cls(v.size, scaled_sum(v), low, high)
-        if f is not None:
-            stats.weight = scaled_sum(f)
-            stats.weighted = scaled_sum(v * f)
-        return stats
 
     def row(self, weighted: bool) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -298,81 +314,116 @@ def _warp_hint(grid: Grid) -> str:
     )
 
 
-class _Windows:
-    """Raster values at cells, read a window at a time; keeps the last window, so the
-    rows a row group shares with the next are read once."""
+class _Strips:
+    """Raster values at cells, read a strip at a time: ``window_rows`` whole rows (whole
+    blocks where they fit), of which only the column chunks (``max(256, block width)``
+    columns, block-aligned) that the cells ask for are read. The last strip is kept, with
+    the chunks it holds, so the rows two row groups share are read once."""
 
     def __init__(self, ds: Any, info: _RasterInfo, grid: Grid, band: int) -> None:
         self.ds, self.info, self.grid, self.band = ds, info, grid, band
-        self.cached: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray | None] | None = None
+        self.chunk = max(256, ds.block_shapes[0][1] if ds.block_shapes else 1)
+        self.nchunks = -(-grid.ncols // self.chunk)
+        # (strip number, values, mask or None, which chunks are read)
+        self.cached: tuple[int, np.ndarray, np.ndarray | None, np.ndarray] | None = None
         self.cells_read = 0
-        # a gap wider than this between the columns asked for starts another window
-        self.gap = max(256, ds.block_shapes[0][1] if ds.block_shapes else 1)
 
     def values_at(
-        self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
+        self, ids: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """The value at every (row, col) and whether it is valid (not nodata, not NaN);
-        ``rows`` ascending, as in one key's rows of a part."""
-        out = np.empty(rows.size, dtype=np.float64)
-        valid = np.ones(rows.size, dtype=np.bool_)
-        step = self.info.window_rows
-        block = rows // step
-        edges = np.flatnonzero(np.diff(block)) + 1
-        for lo, hi in zip(np.r_[0, edges].tolist(), np.r_[edges, rows.size].tolist(), strict=True):
-            # the block's rows this key has (rows ascend): never more than the block
-            r0, r1 = int(rows[lo]), int(rows[hi - 1]) + 1
-            self._fill(rows[lo:hi], cols[lo:hi], r0, r1, out[lo:hi], valid[lo:hi])
+        """The value at every cell ``ids`` and whether it is valid (not nodata, not NaN)."""
+        grid = self.grid
+        from tileindex import gather  # numba, on first use
+
+        cells = gather.plan(ids, grid.nrows, grid.ncols, self.info.window_rows, self.chunk)
+        out = np.empty(ids.size, dtype=np.float64)
+        ok = np.empty(ids.size, dtype=np.uint8) if self.info.mask_band else None
+        for s in np.flatnonzero(np.diff(cells.starts)).tolist():
+            number = cells.first + s
+            data, mask = self._strip(number, cells.need[s])
+            r0 = number * self.info.window_rows
+            gather.take(cells, s, r0, data, out)
+            if mask is not None and ok is not None:
+                gather.take(cells, s, r0, mask, ok)
+        valid = ~np.isnan(out)
+        if ok is not None:
+            valid &= ok != 0
         if self.info.nodata is not None:
             valid &= out != self.info.nodata
-        valid &= ~np.isnan(out)
-        if np.isinf(out[valid]).any():
-            at = int(np.flatnonzero(valid & np.isinf(out))[0])
+        infinite = np.isinf(out)
+        if infinite.any() and (infinite & valid).any():
+            at = int(np.flatnonzero(infinite & valid)[0])
+            row, col = int(cells.rows[at]), int(cells.cols[at])
             raise InputError(
-                f"{RASTER_ROLE} {self.info.path}: infinite value at row {int(rows[at])}, column "
-                f"{int(cols[at])}; set it to nodata (or a finite number) and run again",
-                raster_row=int(rows[at]),
-                raster_col=int(cols[at]),
+                f"{RASTER_ROLE} {self.info.path}: infinite value at row {row}, column "
+                f"{col}; set it to nodata (or a finite number) and run again",
+                raster_row=row,
+                raster_col=col,
             )
         return out, valid
 
-    def _fill(
-        self,
-        rows: npt.NDArray[np.int64],
-        cols: npt.NDArray[np.int64],
-        r0: int,
-        r1: int,
-        out: npt.NDArray[np.float64],
-        valid: npt.NDArray[np.bool_],
-    ) -> None:
-        low, high = int(cols.min()), int(cols.max())
-        if high - low <= 4 * self.gap:  # too narrow for a gap worth skipping
-            starts, stops = np.array([low]), np.array([high + 1])
-        else:
-            used = np.unique(cols)
-            cuts = np.flatnonzero(np.diff(used) > self.gap) + 1
-            starts, stops = used[np.r_[0, cuts]], used[np.r_[cuts - 1, used.size - 1]] + 1
-        which = np.searchsorted(starts, cols, side="right") - 1
-        for k, (c0, c1) in enumerate(zip(starts.tolist(), stops.tolist(), strict=True)):
-            sel = np.flatnonzero(which == k) if starts.size > 1 else slice(None)
-            data, mask = self._window(r0, r1, c0, c1)
-            rr, cc = rows[sel] - r0, cols[sel] - c0
-            out[sel] = data[rr, cc]
-            if mask is not None:
-                valid[sel] = mask[rr, cc] != 0
-
-    def _window(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.cached is not None:
-            (q0, q1, d0, d1), data, mask = self.cached
-            if q0 <= r0 and r1 <= q1 and d0 <= c0 and c1 <= d1:
-                rs, cs = slice(r0 - q0, r1 - q0), slice(c0 - d0, c1 - d0)
-                return data[rs, cs], None if mask is None else mask[rs, cs]
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        data = self.ds.read(self.band, window=window)
-        mask = self.ds.read_masks(self.band, window=window) if self.info.mask_band else None
-        self.cells_read += data.size
-        self.cached = ((r0, r1, c0, c1), data, mask)
+    def _strip(
+        self, number: int, need: npt.NDArray[np.bool_]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Strip ``number`` with at least the column chunks ``need`` read."""
+        if self.cached is None or self.cached[0] != number:
+            r0 = number * self.info.window_rows
+            shape = (min(self.info.window_rows, self.grid.nrows - r0), self.grid.ncols)
+            if self.cached is not None and self.cached[1].shape == shape:
+                _, data, mask, have = self.cached  # the buffers are reused: no page faults
+                have[:] = False
+            else:
+                data = np.empty(shape, dtype=self.info.dtype)
+                mask = np.empty(shape, dtype=np.uint8) if self.info.mask_band else None
+                have = np.zeros(self.nchunks, dtype=np.bool_)
+            self.cached = (number, data, mask, have)
+        _, data, mask, have = self.cached
+        missing = np.zeros(self.nchunks + 2, dtype=np.int8)
+        missing[1:-1] = need & ~have
+        edges = np.flatnonzero(np.diff(missing)).tolist()
+        r0 = number * self.info.window_rows
+        for k0, k1 in zip(edges[::2], edges[1::2], strict=True):
+            c0, c1 = k0 * self.chunk, min(k1 * self.chunk, self.grid.ncols)
+            self._read(data, mask, Window(c0, r0, c1 - c0, data.shape[0]))
+            have[k0:k1] = True
         return data, mask
+
+    def _read(self, data: np.ndarray, mask: np.ndarray | None, window: Window) -> None:
+        """Read ``window`` of the raster into its columns of the strip ``data``."""
+        cols = slice(window.col_off, window.col_off + window.width)
+        data[:, cols] = self.ds.read(self.band, window=window)
+        if mask is not None:
+            mask[:, cols] = self.ds.read_masks(self.band, window=window)
+        self.cells_read += window.width * window.height
+
+
+_held = threading.local()
+
+
+def _open_raster(path: Path) -> Any:
+    """The raster at ``path``, opened once per thread and kept open for the next part.
+
+    GDAL's block cache belongs to the open dataset: kept open, a block that several parts
+    need (the border of regions that sit in different parts) is decoded once and copied
+    from the cache after that (bounded by GDAL_CACHEMAX, GDAL's default 5% of RAM). A
+    changed file (size or mtime) is opened again.
+    """
+    stat = path.stat()
+    identity = (str(path), stat.st_size, stat.st_mtime_ns)
+    held = getattr(_held, "raster", None)
+    if held is not None and held[0] == identity:
+        return held[1]
+    _close_raster()
+    ds = rasterio.open(path)
+    _held.raster = (identity, ds)
+    return ds
+
+
+def _close_raster() -> None:
+    held = getattr(_held, "raster", None)
+    if held is not None:
+        _held.raster = None
+        held[1].close()
 
 
 # -- one part -------------------------------------------------------------------------------
@@ -401,44 +452,50 @@ class _PartResult:
 
 def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     """Write the ``tile_values`` part of one ``tile_index`` part, row group by row group,
-    and return the statistics of its keys, in key order."""
+    and return the statistics of its keys, in key order. A row group is written by a
+    second thread while the next is computed (pyarrow writes without the GIL); at most
+    one write is pending, so memory stays at two row groups and a strip."""
     key = task.key_column
-    schema = tile_values_schema(key)
-    # the key as a dictionary: decoded without making a string per row (cast back for
-    # the output, which is cheaper than decoding the strings)
+    schema = _dictionary_schema(key)
+    # the key as a dictionary: decoded without making a string per row, and written so
     index = pq.ParquetFile(task.index_part, read_dictionary=[key])
     coverage = pq.ParquetFile(task.coverage_part) if task.coverage_part is not None else None
     stats: dict[str, _Stats] = {}
+    from tileindex.exactsum import Accumulator  # numba, on first use
+
+    acc = Accumulator()
     rows = nulls = 0
+    options = {**_tile_values_options(key), "store_schema": False}
     with (
-        rasterio.open(task.raster.path) as ds,
-        pq.ParquetWriter(task.staged, schema, **_tile_values_options(key)) as writer,
+        pq.ParquetWriter(task.staged, schema, **options) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="tile_values") as pool,
     ):
-        windows = _Windows(ds, task.raster, task.grid, task.band)
+        strips = _Strips(_open_raster(task.raster.path), task.raster, task.grid, task.band)
+        pending: Future[None] | None = None
         for group in range(index.metadata.num_row_groups):
             table = index.read_row_group(group, columns=[key, "tile_id"]).combine_chunks()
-            ids = table.column("tile_id").to_numpy().astype(np.int64)
+            ids = table.column("tile_id").to_numpy()
             fractions = None
             if coverage is not None:
                 fractions = _fractions(coverage, group, table, task)
-            r, c = np.divmod(ids, np.int64(task.grid.ncols))
-            value = np.empty(ids.size, dtype=np.float64)
-            valid = np.empty(ids.size, dtype=np.bool_)
-            keys = table.column(key)
-            for lo, hi in _runs(keys.combine_chunks().indices):
-                v, ok = windows.values_at(r[lo:hi], c[lo:hi])
-                value[lo:hi], valid[lo:hi] = v, ok
-                f = None if fractions is None else fractions[lo:hi][ok]
-                part = _Stats.of(v[ok], f)
+            value, valid = strips.values_at(ids)
+            keys = table.column(key).combine_chunks()
+            for lo, hi in _runs(keys.indices):
+                f = None if fractions is None else fractions[lo:hi]
+                part = _Stats.of(acc, value[lo:hi], valid[lo:hi], f)
                 stats.setdefault(keys[lo].as_py(), _Stats()).add(part)
             out = pa.table(
-                [pc.cast(keys, pa.string()), table.column("tile_id"), pa.array(value, mask=~valid)],
-                schema=schema,
+                [keys, table.column("tile_id"), pa.array(value, mask=~valid)], schema=schema
             )
-            writer.write_table(out, row_group_size=max(1, out.num_rows))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write_table, out, row_group_size=max(1, out.num_rows))
             rows += out.num_rows
             nulls += int(ids.size - np.count_nonzero(valid))
-    return _PartResult(task.number, rows, nulls, windows.cells_read, tuple(stats.items()))
+        if pending is not None:
+            pending.result()
+        writer.add_key_value_metadata({b"ARROW:schema": _arrow_schema_entry(key)})
+    return _PartResult(task.number, rows, nulls, strips.cells_read, tuple(stats.items()))
 
 
 def _runs(codes: pa.Array) -> Iterator[tuple[int, int]]:
@@ -461,7 +518,7 @@ def _fractions(
             f"{task.coverage_part} does not hold the rows of {task.index_part} (row group "
             f"{group}); the index is damaged: rebuild it with 'tileindex build --coverage'"
         )
-    return cov.column("coverage_fraction").to_numpy().astype(np.float64)
+    return np.asarray(cov.column("coverage_fraction").to_numpy(), dtype=np.float64)
 
 
 # -- the whole index ------------------------------------------------------------------------
@@ -541,7 +598,10 @@ def values(
         ]
         jobs = [Job(t.number, _values_part, (t,), f"values of {t.index_part.name}") for t in tasks]
         with TaskRunner(executor, workers) as runner:
-            results = runner.run(jobs, on_result=lambda *_: None)
+            try:
+                results = runner.run(jobs, on_result=lambda *_: None)
+            finally:
+                _close_raster()  # the serial executor's parts ran in this thread
             used = runner.workers
         fsync_dir(stage / VALUES_DATASET)
         per_key: dict[str, _Stats] = {k: _Stats() for k in index.keys}

@@ -1,0 +1,237 @@
+"""Reading one country of the world (docs/CONTRACT.md §10.4): ``tileindex.open`` +
+``Index.to_table(keys=[K])``, and the DuckDB and Polars recipes of docs/recipes.md, on
+the 30″ world.
+
+    python benchmarks/open.py [--resolution 30] [--repeats 5] [--keys VA,LU,CH,RU,US]
+                              [--record LABEL]
+
+The index is the ``center`` build of ``benchmarks/lookup.py``
+(``benchmarks/_work/lookup-out-<res>arcsec/``, built here the same way when missing).
+For every key, ``--repeats`` fresh processes (one key each, alternating the keys) time,
+with ``perf_counter`` inside the process:
+
+- ``import``: ``import tileindex`` (interpreter start is not counted);
+- ``open``: ``tileindex.open(root)``;
+- ``read``: ``index.to_table(keys=[K])`` (row groups pruned by the key's statistics);
+- ``warm``: ``open`` + ``read`` again in the same process (median of 5): the files' pages
+  are in the OS cache in every case, so warm is a process that has imported and run once.
+
+The recipes (``read_one_key`` in DuckDB with the key in place of 'CH',
+``polars_read_one_key``, and ``cells_per_key``, a full scan of ``tile_index``) run exactly
+as docs/recipes.md writes them (DuckDB results fetched as an Arrow table, Polars'
+``collect()``), in fresh processes the same way: first run and warm (median of 2) in that
+process, each with the time of importing the engine apart. The
+target (one country in at most 50 ms, ``open`` + ``read``) is checked for every key; which
+keys meet it is printed, small and large. ``--record LABEL`` appends the tables to
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+RECIPES = ROOT / "docs" / "recipes.md"
+TARGET_S = 0.050
+WARM = 5
+_BLOCK = re.compile(r"<!-- recipe: (\S+) -->\s*```(sql|python)\n(.*?)```", re.S)
+
+
+def _root(resolution: float) -> Path:
+    """The center build of the world at ``resolution`` (benchmarks/lookup.py's)."""
+    out = WORK / f"lookup-out-{resolution:g}arcsec"
+    if out.exists():
+        return out
+    sys.path.insert(0, str(ROOT / "src"))
+    from tileindex.pipeline import build
+    from tileindex.prepare import prepare_inputs
+
+    inputs = WORK / f"lookup-{resolution:g}arcsec"
+    if not (inputs / "grid.tif").exists():
+        prepare_inputs(inputs, resolution)
+    build(inputs / "iso.parquet", inputs / "countries.parquet", inputs / "grid.tif", out)
+    return out
+
+
+def _recipes() -> dict[str, str]:
+    return {name: body for name, _, body in _BLOCK.findall(RECIPES.read_text())}
+
+
+# -- the child processes ----------------------------------------------------------------------
+
+
+def child_open(root: str, key: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import tileindex
+
+    t1 = time.perf_counter()
+    index = tileindex.open(root)
+    t2 = time.perf_counter()
+    table = index.to_table(keys=[key])
+    t3 = time.perf_counter()
+    warm = []
+    for _ in range(WARM):
+        s = time.perf_counter()
+        tileindex.open(root).to_table(keys=[key])
+        warm.append(time.perf_counter() - s)
+    return {
+        "import": t1 - t0,
+        "open": t2 - t1,
+        "read": t3 - t2,
+        "first": t3 - t1,
+        "warm": statistics.median(warm),
+        "rows": table.num_rows,
+    }
+
+
+def child_recipe(root: str, name: str, key: str) -> dict[str, Any]:
+    recipes = _recipes()
+    t0 = time.perf_counter()
+    if name.startswith("polars"):
+        import polars  # noqa: F401
+
+        t1 = time.perf_counter()
+        scope: dict[str, Any] = {}
+        exec(recipes[name], scope)
+
+        def run() -> int:
+            return int(scope["read_key"](root, key).height)
+    else:
+        import duckdb
+
+        t1 = time.perf_counter()
+        con = duckdb.connect()
+        con.execute(recipes["root"].replace("'tileindex-out'", f"'{root}'"))
+        sql = recipes[name].replace("'CH'", f"'{key}'")
+
+        def run() -> int:
+            return int(con.sql(sql).fetch_arrow_table().num_rows)  # an Arrow table
+
+    s = time.perf_counter()
+    rows = run()
+    first = time.perf_counter() - s
+    warm = []
+    for _ in range(2):
+        s = time.perf_counter()
+        run()
+        warm.append(time.perf_counter() - s)
+    return {"import": t1 - t0, "first": first, "warm": statistics.median(warm), "rows": rows}
+
+
+def _spawn(args: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--resolution", type=float, default=30.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--keys", default="VA,LU,CH,RU,US")
+    ap.add_argument("--no-recipes", action="store_true")
+    ap.add_argument("--record", metavar="LABEL", default=None, help="append to RESULTS.md")
+    ap.add_argument("--child", nargs=3, metavar=("WHAT", "ROOT", "KEY"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        what, root, key = args.child
+        result = child_open(root, key) if what == "open" else child_recipe(root, what, key)
+        print(json.dumps(result))
+        return
+
+    root = _root(args.resolution)
+    keys = args.keys.split(",")
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    jobs = [("open", k) for k in keys]
+    if not args.no_recipes:
+        jobs += [("read_one_key", k) for k in keys] + [("polars_read_one_key", k) for k in keys]
+        jobs += [("cells_per_key", "-")]
+    for rep in range(args.repeats):
+        for what, key in jobs if rep % 2 == 0 else jobs[::-1]:
+            runs.setdefault((what, key), []).append(_spawn(["--child", what, str(root), key]))
+        print(f"repeat {rep + 1} done", flush=True)
+
+    def med(what: str, key: str, field: str) -> float:
+        return statistics.median(r[field] for r in runs[(what, key)])
+
+    lines = [
+        f"| key | rows | `import tileindex` | `open` | `to_table(keys=[K])` | first open + read "
+        f"| warm open + read | ≤ {TARGET_S * 1e3:.0f} ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    meets = []
+    for key in keys:
+        first, warm = med("open", key, "first"), med("open", key, "warm")
+        ok = "yes" if first <= TARGET_S else ("warm only" if warm <= TARGET_S else "no")
+        meets.append((key, ok))
+        lines.append(
+            f"| {key} | {runs[('open', key)][0]['rows']:,} | {_ms(med('open', key, 'import'))} "
+            f"| {_ms(med('open', key, 'open'))} | {_ms(med('open', key, 'read'))} "
+            f"| {_ms(first)} | {_ms(warm)} | {ok} |"
+        )
+    if not args.no_recipes:
+        lines += [
+            "",
+            "| recipe (docs/recipes.md) | key | rows | engine import | first run | warm |",
+            "|---|---|---|---|---|---|",
+        ]
+        for what, key in jobs:
+            if what == "open":
+                continue
+            lines.append(
+                f"| `{what}` | {key} | {runs[(what, key)][0]['rows']:,} "
+                f"| {_ms(med(what, key, 'import'))} | {_ms(med(what, key, 'first'))} "
+                f"| {_ms(med(what, key, 'warm'))} |"
+            )
+    uname = platform.uname()
+    notes = [
+        "",
+        f"- medians of {args.repeats} fresh processes per row; {os.cpu_count()} cores "
+        f"({uname.machine}, {uname.system} {uname.release}), shared; OS page cache warm; "
+        f"index {root.name} (center, {args.resolution:g}″)",
+        "- one country in ≤ 50 ms (open + read, first in a fresh process): "
+        + ", ".join(f"{k}: {ok}" for k, ok in meets),
+    ]
+    out = "\n".join(lines + notes)
+    print(out)
+    if args.record:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        head = (
+            f"\n\n### Open and read one country ({args.record}): world at "
+            f"{args.resolution:g}″ (commit {commit}, {when})\n\n"
+        )
+        with RESULTS.open("a", encoding="utf-8") as fh:
+            fh.write(head + out + "\n")
+
+
+if __name__ == "__main__":
+    main()
