@@ -16,7 +16,6 @@ that the script works (e.g. ``--resolution 300`` in a minute).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import shutil
 import statistics
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, ROOT, measure, ours_evidence
+from run import BENCH, git_stamp, measure, ours_evidence
 
 from tileindex.prepare import prepare_inputs
 
@@ -155,10 +154,7 @@ def main() -> None:
     text = "\n".join([*lines, "", *notes])
     print(text)
     if args.record:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        commit, when = git_stamp()
         head = (
             f"\n\n### Coverage overhead: world any_overlap at {args.resolution:g}″, "
             f"--workers {args.workers}, medians of {args.repeats} (commit {commit}, {when})"

@@ -26,11 +26,9 @@ split by a profile-free timer: the part of ``encode`` spent inside ``write_table
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import filecmp
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,13 +40,11 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+from run import git_stamp, world_index  # noqa: E402
 
-import tileindex  # noqa: E402
 from tileindex.grid import Runs  # noqa: E402
 from tileindex.layout import ROWS_PER_ROW_GROUP, part_files, part_name  # noqa: E402
-from tileindex.pipeline import build  # noqa: E402
 from tileindex.plan import PartTask  # noqa: E402
-from tileindex.prepare import prepare_inputs  # noqa: E402
 from tileindex.shards import parquet_options  # noqa: E402
 from tileindex.tasks import encode_part  # noqa: E402
 
@@ -56,16 +52,6 @@ WORK = ROOT / "benchmarks" / "_work"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 TARGET = 1.15
 DATASETS = ("tile_index", "tile_bounds")
-
-
-def _index(resolution: float) -> tileindex.Index:
-    inputs = WORK / f"lookup-{resolution:g}arcsec"
-    if not (inputs / "grid.tif").exists():
-        prepare_inputs(inputs, resolution)
-    out = WORK / f"lookup-out-{resolution:g}arcsec"
-    if not out.exists():
-        build(inputs / "iso.parquet", inputs / "countries.parquet", inputs / "grid.tif", out)
-    return tileindex.open(out)
 
 
 def _runs(table: pa.Table, key_column: str) -> tuple[list[str], Runs]:
@@ -142,7 +128,7 @@ def main() -> None:
     p.add_argument("--record", metavar="LABEL")
     args = p.parse_args()
 
-    index = _index(args.resolution)
+    index = world_index(args.resolution)
     files = {name: part_files(index.path(name)) for name in DATASETS}
     picks = [int(x) for x in args.parts.split(",") if int(x) < len(files["tile_index"])]
     rows, all_ours, all_plain, all_write = [], [], [], []
@@ -187,10 +173,7 @@ def main() -> None:
         f"(outside write_table) is {ours_share:.1%} of its write_table time"
     )
     if args.record:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        commit, when = git_stamp()
         lines = [
             "",
             f"### Encode phase vs pyarrow's own write: {args.record} (commit {commit}, {when})",

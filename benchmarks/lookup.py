@@ -31,7 +31,6 @@ import datetime as dt
 import importlib.util
 import platform
 import resource
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -44,31 +43,14 @@ import shapely
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+from run import git_commit, world_index  # noqa: E402
 
 import tileindex  # noqa: E402
 from tileindex.lookup import PointLookup, lookup  # noqa: E402
-from tileindex.pipeline import build  # noqa: E402
-from tileindex.prepare import prepare_inputs  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 TARGET = 5e6  # points/s per core at 30″
-
-
-def _index(resolution: float) -> tileindex.Index:
-    inputs = WORK / f"lookup-{resolution:g}arcsec"
-    if not (inputs / "grid.tif").exists():
-        prepare_inputs(inputs, resolution)
-    out = WORK / f"lookup-out-{resolution:g}arcsec"
-    if not out.exists():
-        build(
-            inputs / "iso.parquet",
-            inputs / "countries.parquet",
-            inputs / "grid.tif",
-            out,
-            workers=1,
-        )
-    return tileindex.open(out)
 
 
 def _points(index: tileindex.Index, n: int, share: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -225,20 +207,6 @@ def _explain(name, ours, theirs, finder, geoms, lon, lat, sample=8):
     return only_ours.size, only_theirs.size, on_boundary, on_hole, lines
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            text=True,
-            capture_output=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolution", type=float, default=30.0, help="grid arc-seconds (30)")
@@ -260,7 +228,7 @@ def main() -> int:
     ap.add_argument("--record", metavar="LABEL", help="append the results to RESULTS.md")
     args = ap.parse_args()
 
-    index = _index(args.resolution)
+    index = world_index(args.resolution)
     lon, lat = _points(index, args.points, args.boundary_share, args.seed)
     finder, t_build, (t_lookup, times, t_cpu), peak, answer, ours = _ours(
         index, lon, lat, args.batch_size, args.repeat
@@ -327,7 +295,7 @@ def main() -> int:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         machine = platform.processor() or platform.machine()
         text = [
-            f"\n### Lookup: {args.record} (commit {_git_commit()}, {stamp})\n",
+            f"\n### Lookup: {args.record} (commit {git_commit()}, {stamp})\n",
             f"{args.points:,} points ({args.boundary_share:g} on vertices, half on hole vertices), "
             f"grid "
             f"{args.resolution:g}″, {len(finder.keys)} regions, one core, {machine}; "

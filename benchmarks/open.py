@@ -29,7 +29,6 @@ keys meet it is printed, small and large. ``--record LABEL`` appends the tables 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
@@ -40,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from run import git_stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "_work"
@@ -221,10 +222,7 @@ def main() -> None:
     out = "\n".join(lines + notes)
     print(out)
     if args.record:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        commit, when = git_stamp()
         head = (
             f"\n\n### Open and read one country ({args.record}): world at "
             f"{args.resolution:g}″ (commit {commit}, {when})\n\n"

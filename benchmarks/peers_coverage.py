@@ -29,10 +29,8 @@ script at ``--resolution 300``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -49,7 +47,7 @@ import rasterio
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, ROOT, measure, per_country_seconds
+from run import BENCH, git_stamp, measure, per_country_seconds
 
 from tileindex.contract import DatasetDictionary
 from tileindex.geometry import CountryGeometry, country_geometry
@@ -582,10 +580,7 @@ def main() -> None:
     text = render(results, head, args.sample, not args.no_gdal)
     print(text)
     if args.record:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        commit, when = git_stamp()
         which = "the world" if codes is None else ", ".join(codes)
         title = (
             f"\n\n### Peers, coverage fractions: {args.record} — {which} at "

@@ -14,16 +14,14 @@ full suite (engines, scaling, profile); this is the quick check of the two ratio
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, ROOT, floor_cmd, inputs, measure, ours_cmd
+from run import BENCH, floor_cmd, git_stamp, inputs, measure, ours_cmd
 
 WORK = BENCH / "_work" / "ratios"
 RESULTS = BENCH / "RESULTS.md"
@@ -67,10 +65,7 @@ def main() -> None:
     )
     print(text)
     if args.record:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        commit, when = git_stamp()
         runs = "; ".join(f"{n} {', '.join(f'{w:.1f}' for w in walls[n])} s" for n in names)
         with RESULTS.open("a", encoding="utf-8") as fh:
             fh.write(

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from run import git_commit
 
 import tileindex
 from tileindex.prepare import COUNTRIES_FILE, GRID_FILE, ISO_FILE, prepare_inputs
@@ -34,13 +35,6 @@ def _partition_sha(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
-    )
-    return out.stdout.strip() or "unknown"
 
 
 def main() -> int:
@@ -83,7 +77,7 @@ def main() -> int:
     if args.record:
         results = HERE / "RESULTS.md"
         head = (
-            f"\n### Receipts: {args.record} (commit {_commit()}, "
+            f"\n### Receipts: {args.record} (commit {git_commit()}, "
             f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)\n\n"
             "| grid | predicate | rows | tile_index receipt | tile_bounds sha256 | wall |\n"
             "|---|---|---|---|---|---|\n"

@@ -105,6 +105,50 @@ def _parse_gnu_time(path: Path) -> dict[str, float]:
     return out
 
 
+def git_commit() -> str:
+    """The checkout's short HEAD, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def git_stamp() -> tuple[str, str]:
+    """(commit, UTC minute) for the heading of a recorded result."""
+    return git_commit(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def world_index(resolution: float) -> Any:
+    """The world's ``center`` index at ``resolution``: inputs prepared into
+    ``_work/lookup-<res>arcsec/`` and built into ``_work/lookup-out-<res>arcsec/`` once,
+    then shared by the read-side benchmarks (lookup, sample, encode, open)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import tileindex
+    from tileindex.pipeline import build
+    from tileindex.prepare import prepare_inputs
+
+    inputs = WORK / f"lookup-{resolution:g}arcsec"
+    if not (inputs / "grid.tif").exists():
+        prepare_inputs(inputs, resolution)
+    out = WORK / f"lookup-out-{resolution:g}arcsec"
+    if not out.exists():
+        build(
+            inputs / "iso.parquet",
+            inputs / "countries.parquet",
+            inputs / "grid.tif",
+            out,
+            workers=1,
+        )
+    return tileindex.open(out)
+
+
 def measure(cmd: list[str], label: str, log: Path) -> dict[str, Any]:
     """Run ``cmd`` as a child process and measure it from outside."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -521,9 +565,7 @@ def machine() -> dict[str, Any]:
     versions["GEOS"] = shapely.geos_version_string
     versions["GDAL"] = rasterio.__gdal_version__
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
+        rev = git_commit()
     except OSError:
         rev = "?"
     return {

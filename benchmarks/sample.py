@@ -37,7 +37,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -53,32 +52,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import wait_for_quiet  # noqa: E402
+from run import git_commit, wait_for_quiet, world_index  # noqa: E402
 
 import tileindex  # noqa: E402
-from tileindex.pipeline import build  # noqa: E402
-from tileindex.prepare import prepare_inputs  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SEED = 11
 SMALL_BATCH = 1 << 14
-
-
-def _index(resolution: float) -> tileindex.Index:
-    inputs = WORK / f"lookup-{resolution:g}arcsec"
-    if not (inputs / "grid.tif").exists():
-        prepare_inputs(inputs, resolution)
-    out = WORK / f"lookup-out-{resolution:g}arcsec"
-    if not out.exists():
-        build(
-            inputs / "iso.parquet",
-            inputs / "countries.parquet",
-            inputs / "grid.tif",
-            out,
-            workers=1,
-        )
-    return tileindex.open(out)
 
 
 class _WorkerPeak:
@@ -182,20 +163,6 @@ def _in_regions(
     return int(bad.size), shown
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            text=True,
-            capture_output=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolution", type=float, default=30.0)
@@ -212,7 +179,7 @@ def main() -> int:
     ap.add_argument("--record", metavar="LABEL", help="append the results to RESULTS.md")
     args = ap.parse_args()
 
-    index = _index(args.resolution)
+    index = world_index(args.resolution)
     regions = _keys_with_cells(index)
     cases: dict[str, dict[str, Any]] = {
         "n in total": {"n": args.points},
@@ -292,7 +259,7 @@ def main() -> int:
         machine = platform.processor() or platform.machine()
         g = index.grid
         text = [
-            f"\n### Sample: {args.record} (commit {_git_commit()}, {stamp})\n",
+            f"\n### Sample: {args.record} (commit {git_commit()}, {stamp})\n",
             f'`benchmarks/sample.py`: `tileindex.sample(weights="area", seed={SEED})` on the '
             f"world at {args.resolution:g}″ ({g.ncols} x {g.nrows}, "
             f"{index.report.get('rows_emitted'):,} rows, {len(index.keys)} keys, "

@@ -21,16 +21,14 @@ here the measured process tree), ≤ 2 GiB temp disk per worker.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, ROOT, _report_file, inputs, measure, ours_cmd, phases
+from run import BENCH, _report_file, git_stamp, inputs, measure, ours_cmd, phases
 
 WORK = BENCH / "_work" / "scale"
 RESULTS = BENCH / "RESULTS.md"
@@ -81,10 +79,7 @@ def _mib(v: float) -> str:
 
 def render(runs: list[dict[str, Any]], label: str, workers: int, predicate: str) -> str:
     base = runs[0]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit, when = git_stamp()
     lines = [
         "",
         f"### Scale on one machine: {label} (commit {commit}, {when})",

@@ -29,12 +29,10 @@ checks that the script works in a minute.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,7 +46,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, ROOT, measure
+from run import BENCH, git_stamp, measure
 
 import tileindex
 from tileindex.grid import Grid
@@ -303,10 +301,7 @@ def main() -> None:
     out = "\n".join(text)
     print(out)
     if args.record:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        commit, when = git_stamp()
         head = (
             f"\n\n### Values ({args.record}): world at {args.resolution:g}″, "
             f"--workers {args.workers}, medians of {args.repeats} (commit {commit}, {when})\n\n"
