@@ -272,3 +272,20 @@ def test_module_level_probes():
     block = np.ones((48 << 20) // 8)  # touched, so resident
     assert rss_now_bytes() - now >= 40 << 20
     assert float(block[-1]) == 1.0
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="resetting the peak needs Linux /proc"
+)
+def test_a_meter_reports_the_peak_since_it_started_not_the_process_history():
+    # a build inside a long-lived process (notebook, service, test session) must not be
+    # judged by what the process did before it (docs/CONTRACT.md §8.2 main_rss_peak_bytes)
+    block = np.ones((256 << 20) // 8)  # touched: the process's peak rises by 256 MiB
+    assert float(block.sum()) == block.size
+    history = peak_rss_bytes()
+    del block
+    meter = ResourceMeter()
+    usage = meter.sample()
+    assert usage.rss_now_bytes is not None
+    assert usage.rss_peak_bytes <= history - (128 << 20)
+    assert usage.rss_peak_bytes >= usage.rss_now_bytes - (1 << 20)
