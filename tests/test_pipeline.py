@@ -199,6 +199,8 @@ def test_an_engine_that_repeats_a_cell_fails_the_build_with_e003(
         ({"chunk_size": 0}, ConfigError),
         ({"parameter_hash": "ABC"}, ConfigError),
         ({"engine": "turbo"}, ConfigError),
+        ({"rows_per_row_group": 0}, ConfigError),
+        ({"row_groups_per_file": 0}, ConfigError),
     ],
 )
 def test_bad_options_are_refused_before_any_work(inputs, tmp_path: Path, kwargs, error) -> None:
