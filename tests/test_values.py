@@ -342,6 +342,30 @@ def test_small_windows_bound_memory_and_change_nothing(
     )
 
 
+@pytest.mark.parametrize("user_setting", [None, "64"])
+def test_the_raster_is_read_with_a_bounded_block_cache_unless_the_user_sets_one(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_setting: str | None
+) -> None:
+    # GDAL's default cache (5% of RAM) would be taken by every worker process
+    if user_setting is None:
+        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    else:
+        monkeypatch.setenv("GDAL_CACHEMAX", user_setting)
+    rows, _ = _cells(GRID)
+    raster = write_raster(tmp_path / "v.tif", (rows % 5).astype(np.float32))
+    seen: list[object] = []
+    original = values_module._Strips._read
+
+    def spy(self, data, mask, window):  # type: ignore[no-untyped-def]
+        seen.append(rasterio.env.getenv().get("GDAL_CACHEMAX") if rasterio.env.hasenv() else None)
+        return original(self, data, mask, window)
+
+    monkeypatch.setattr(values_module._Strips, "_read", spy)
+    tileindex.values(root, raster)
+    expected = values_module.CACHE_BYTES if user_setting is None else None
+    assert seen and set(seen) == {expected}
+
+
 def test_a_rerun_is_a_no_op_and_another_raster_is_e010(root: Path, tmp_path: Path) -> None:
     rows, cols = _cells(GRID)
     first = write_raster(tmp_path / "a.tif", (rows % 5).astype(np.uint8))

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tileindex.contract import DEFAULT_KEY_COLUMN, DatasetDictionary
@@ -31,6 +30,7 @@ from tileindex.layout import COVERAGE_DATASET, DATASETS, part_files, pick_parame
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
+    import pyarrow.dataset as ds
     from shapely.geometry.base import BaseGeometry
 
 __all__ = ["Index", "open_index"]
@@ -121,6 +121,8 @@ class Index:
                 f"it holds {', '.join(self.datasets)}"
                 + (" (rebuild with --coverage)" if name == COVERAGE_DATASET else "")
             )
+        import pyarrow.dataset as ds  # here: it imports pandas (half a second), to_table does not
+
         files = part_files(self.path(name))
         return ds.dataset([str(p) for p in files], format="parquet")
 
@@ -133,8 +135,7 @@ class Index:
         """The rows of ``keys`` (one key, several, or all when None), in key order."""
         if keys is None:
             return self.dataset(dataset).to_table(columns=list(columns) if columns else None)
-        self._keys_filter(keys)  # refuses unknown keys
-        wanted = [keys] if isinstance(keys, str) else list(keys)
+        wanted = self._wanted(keys)
         if dataset not in self.datasets:
             self.dataset(dataset)  # refuses it, naming what the index holds
         files = part_files(self.path(dataset))
@@ -172,9 +173,8 @@ class Index:
             self.path("region_geometry"), self.key_column, str(kept.get("sha256_hex"))
         )
 
-    def _keys_filter(self, keys: str | Iterable[str] | None) -> ds.Expression | None:
-        if keys is None:
-            return None
+    def _wanted(self, keys: str | Iterable[str]) -> list[str]:
+        """``keys`` as a list, refused if one is not in the index."""
         wanted = [keys] if isinstance(keys, str) else list(keys)
         unknown = sorted(set(wanted) - set(self.keys))
         if unknown:
@@ -182,6 +182,15 @@ class Index:
                 f"{self.key_column} {', '.join(map(repr, unknown[:5]))} not in this index "
                 f"({len(self.keys)} keys, e.g. {', '.join(self.keys[:5])})"
             )
+        return wanted
+
+    def _keys_filter(self, keys: str | Iterable[str] | None) -> ds.Expression | None:
+        """A dataset filter for ``keys`` (None for all), for ``dataset(...)`` scans."""
+        if keys is None:
+            return None
+        import pyarrow.dataset as ds
+
+        wanted = self._wanted(keys)
         field = ds.field(self.key_column)
         return field == wanted[0] if len(wanted) == 1 else field.isin(wanted)
 

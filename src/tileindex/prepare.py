@@ -27,9 +27,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pycountry
-import pyogrio
-import pyogrio.errors
-import pyogrio.raw
 import rasterio
 import rasterio.errors
 import shapely
@@ -203,6 +200,12 @@ def _read_natural_earth(zip_path: Path) -> _NeLayer:
             encoding = None if f"{stem}.cpg" in names else "UTF-8"
     except (OSError, zipfile.BadZipFile) as exc:
         raise InputFileError(f"cannot read the Natural Earth zip {zip_path}: {exc}") from exc
+
+    # imported here: pyogrio imports pandas and geopandas (about a second), which nothing
+    # else that imports tileindex (a build's workers, the read side) needs
+    import pyogrio
+    import pyogrio.errors
+    import pyogrio.raw
 
     path = f"/vsizip/{zip_path}/{shp[0]}"
     try:

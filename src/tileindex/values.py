@@ -16,6 +16,7 @@ write-once like the others (§7.4).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -399,14 +400,30 @@ class _Strips:
 
 _held = threading.local()
 
+# GDAL's block cache per process, unless the user sets GDAL_CACHEMAX: GDAL's default (5% of
+# RAM, 1.2 GiB on a 24 GiB machine) would be taken by every worker; 256 MiB holds the
+# decoded blocks of about six strips of the 30" world, more than two neighbouring parts
+# share
+CACHE_BYTES = 256 << 20
+
+
+def _raster_env() -> contextlib.AbstractContextManager[Any]:
+    """Where the raster is read: GDAL's block cache bounded by :data:`CACHE_BYTES` unless
+    GDAL_CACHEMAX is set in the environment. GDAL reads the option whenever it caches a
+    block, so the bound holds while a part is read and the caller's setting is back
+    afterwards."""
+    if "GDAL_CACHEMAX" in os.environ:
+        return contextlib.nullcontext()
+    return rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES)
+
 
 def _open_raster(path: Path) -> Any:
     """The raster at ``path``, opened once per thread and kept open for the next part.
 
     GDAL's block cache belongs to the open dataset: kept open, a block that several parts
     need (the border of regions that sit in different parts) is decoded once and copied
-    from the cache after that (bounded by GDAL_CACHEMAX, GDAL's default 5% of RAM). A
-    changed file (size or mtime) is opened again.
+    from the cache after that (bounded by :data:`CACHE_BYTES`, see :func:`_raster_env`).
+    A changed file (size or mtime) is opened again.
     """
     stat = path.stat()
     identity = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -467,6 +484,7 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     rows = nulls = 0
     options = {**_tile_values_options(key), "store_schema": False}
     with (
+        _raster_env(),
         pq.ParquetWriter(task.staged, schema, **options) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="tile_values") as pool,
     ):
