@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tileindex.contract import DEFAULT_KEY_COLUMN, DatasetDictionary
@@ -30,7 +31,6 @@ from tileindex.layout import COVERAGE_DATASET, DATASETS, part_files, pick_parame
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
-    import pyarrow.dataset as ds
     from shapely.geometry.base import BaseGeometry
 
 __all__ = ["Index", "open_index"]
@@ -121,8 +121,6 @@ class Index:
                 f"it holds {', '.join(self.datasets)}"
                 + (" (rebuild with --coverage)" if name == COVERAGE_DATASET else "")
             )
-        import pyarrow.dataset as ds  # here: it imports pandas (half a second), to_table does not
-
         files = part_files(self.path(name))
         return ds.dataset([str(p) for p in files], format="parquet")
 
@@ -188,8 +186,6 @@ class Index:
         """A dataset filter for ``keys`` (None for all), for ``dataset(...)`` scans."""
         if keys is None:
             return None
-        import pyarrow.dataset as ds
-
         wanted = self._wanted(keys)
         field = ds.field(self.key_column)
         return field == wanted[0] if len(wanted) == 1 else field.isin(wanted)
