@@ -30,9 +30,10 @@ def test_every_exported_name_resolves_and_none_is_private() -> None:
 @pytest.mark.parametrize("module", ["tileindex", "tileindex.tasks", "tileindex.cli"])
 def test_importing_tileindex_leaves_out_what_only_some_commands_need(module: str) -> None:
     # every build worker, every CLI command and every reader imports tileindex: geopandas
-    # and pyogrio (for `tileindex prepare` only) cost about 0.7 s per process and numba
-    # (for encoding and values) 0.6 s, so only the code that uses them imports them
-    heavy = ("geopandas", "pyogrio", "numba")
+    # and pyogrio (for `tileindex prepare` only), pandas (for pyarrow.dataset and
+    # to_pandas) and numba (for encoding and values) cost about half a second each per
+    # process, so only the code that uses them imports them
+    heavy = ("pandas", "geopandas", "pyogrio", "numba")
     code = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,6 +83,20 @@ def test_every_key_and_pairs_across_part_boundaries_read_like_a_dataset_filter(
     only_ids = index.to_table(keys[1], columns=["tile_id"])
     assert only_ids.column_names == ["tile_id"]
     assert only_ids.num_rows == index.to_table(keys[1]).num_rows
+
+
+def test_reading_a_key_in_a_fresh_process_does_not_import_pandas(root: Path) -> None:
+    # pyarrow imports pandas (half a second) on its first NumPy conversion and with
+    # pyarrow.dataset: a script that reads one country pays neither
+    code = (
+        "import sys, tileindex; index = tileindex.open(sys.argv[1]); "
+        "print(index.to_table(['BB', 'FJ']).num_rows, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
+    )
+    rows = tileindex.open(root).to_table(["BB", "FJ"]).num_rows
+    assert out.stdout.split() == [str(rows), "False"]
 
 
 def test_a_key_read_touches_only_the_row_groups_that_can_hold_it(root: Path) -> None:

@@ -17,9 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tileindex.contract import DEFAULT_KEY_COLUMN, DatasetDictionary
@@ -31,6 +30,7 @@ from tileindex.layout import COVERAGE_DATASET, DATASETS, part_files, pick_parame
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
+    import pyarrow.dataset as ds
     from shapely.geometry.base import BaseGeometry
 
 __all__ = ["Index", "open_index"]
@@ -121,6 +121,8 @@ class Index:
                 f"it holds {', '.join(self.datasets)}"
                 + (" (rebuild with --coverage)" if name == COVERAGE_DATASET else "")
             )
+        import pyarrow.dataset as ds  # imports pandas (half a second): to_table needs neither
+
         files = part_files(self.path(name))
         return ds.dataset([str(p) for p in files], format="parquet")
 
@@ -186,6 +188,8 @@ class Index:
         """A dataset filter for ``keys`` (None for all), for ``dataset(...)`` scans."""
         if keys is None:
             return None
+        import pyarrow.dataset as ds
+
         wanted = self._wanted(keys)
         field = ds.field(self.key_column)
         return field == wanted[0] if len(wanted) == 1 else field.isin(wanted)
@@ -270,18 +274,30 @@ def _read_keys(
                 continue
             # the key first (a dictionary: a millisecond), the other columns only on a hit
             codes = part.read_row_group(group, columns=[key]).column(0).combine_chunks()
-            hit = np.isin(codes.dictionary.to_numpy(zero_copy_only=False), list(wanted_set))
-            if not hit.any():
+            keep = _rows_of(codes, wanted_set)
+            if keep is None:
                 continue
-            keep = pa.array(hit[codes.indices.to_numpy(zero_copy_only=False)])
-            rest = [n for n in names if n != key]
-            table = part.read_row_group(group, columns=rest) if rest else pa.table({})
+            table = part.read_row_group(group, columns=[n for n in names if n != key])
             if key in names:
                 table = table.add_column(names.index(key), key, pa.chunked_array([codes]))
-            tables.append(table.filter(keep).select(names) if rest or key in names else table)
+            tables.append(table.filter(keep).select(names))
     if not tables:
         return target.empty_table()
     return pa.concat_tables(tables).cast(target)
+
+
+def _rows_of(codes: pa.DictionaryArray, wanted: set[str]) -> pa.BooleanArray | None:
+    """Which rows of a dictionary-encoded key column hold a wanted key; None if none do.
+
+    In Arrow alone: pyarrow imports pandas on its first conversion to or from NumPy
+    (half a second), which a process that only reads a country should not pay.
+    """
+    dictionary = codes.dictionary
+    at = [i for i, k in enumerate(dictionary.to_pylist()) if k in wanted]
+    if not at:
+        return None
+    value_set = pa.concat_arrays([dictionary.slice(i, 1) for i in at])
+    return pc.take(pc.is_in(dictionary, value_set=value_set), codes.indices)
 
 
 def open_index(
