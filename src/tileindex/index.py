@@ -275,27 +275,31 @@ def _read_keys(
             # the key first (a dictionary: a millisecond), the other columns only on a hit
             codes = part.read_row_group(group, columns=[key]).column(0).combine_chunks()
             keep = _rows_of(codes, wanted_set)
-            if keep is None:
+            if keep is False:
                 continue
             table = part.read_row_group(group, columns=[n for n in names if n != key])
             if key in names:
                 table = table.add_column(names.index(key), key, pa.chunked_array([codes]))
-            tables.append(table.filter(keep).select(names))
+            tables.append((table if keep is True else table.filter(keep)).select(names))
     if not tables:
         return target.empty_table()
     return pa.concat_tables(tables).cast(target)
 
 
-def _rows_of(codes: pa.DictionaryArray, wanted: set[str]) -> pa.BooleanArray | None:
-    """Which rows of a dictionary-encoded key column hold a wanted key; None if none do.
+def _rows_of(codes: pa.DictionaryArray, wanted: set[str]) -> pa.BooleanArray | bool:
+    """Which rows of a dictionary-encoded key column hold a wanted key: False if none,
+    True if all (every key of the dictionary is wanted: most row groups of a large
+    country are that country alone, kept without a filter), else a mask.
 
     In Arrow alone: pyarrow imports pandas on its first conversion to or from NumPy
     (half a second), which a process that only reads a country should not pay.
     """
     dictionary = codes.dictionary
     at = [i for i, k in enumerate(dictionary.to_pylist()) if k in wanted]
+    if len(at) == len(dictionary) and not codes.null_count:
+        return True
     if not at:
-        return None
+        return False
     value_set = pa.concat_arrays([dictionary.slice(i, 1) for i in at])
     return pc.take(pc.is_in(dictionary, value_set=value_set), codes.indices)
 
