@@ -128,6 +128,7 @@ class Sink:
         self.files = 0
         self.groups = 0
         self.rows = 0
+        self.write_s = 0.0  # inside pyarrow's write_table and close, wall (one thread)
 
     def write(self, index: pa.RecordBatch, bounds: pa.RecordBatch) -> None:
         self.pending.append((index, bounds))
@@ -155,15 +156,19 @@ class Sink:
                 )
         for i, name in enumerate(("tile_index", "tile_bounds")):
             table = pa.Table.from_batches([pair[i] for pair in take], schema=self.schemas[name])
+            t0 = time.perf_counter()
             self.writers[name].write_table(table, row_group_size=n)
+            self.write_s += time.perf_counter() - t0
         self.rows += n
         self.groups += 1
         if self.groups == ROW_GROUPS_PER_FILE:
             self._close_files()
 
     def _close_files(self) -> None:
+        t0 = time.perf_counter()
         for w in self.writers.values():
             w.close()
+        self.write_s += time.perf_counter() - t0
         self.writers = {}
         self.files += 1
         self.groups = 0
@@ -271,6 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "predicate": args.predicate,
         "all_touched": all_touched,
         "block_cells": args.block_cells,
+        "write_s": sink.write_s if sink is not None else 0.0,
     }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
