@@ -4,12 +4,15 @@ that die with their parent, and dask kept out of builds that do not ask for it."
 
 from __future__ import annotations
 
+import functools
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 import shapely
 
+from tileindex import plan as plan_module
 from tileindex.errors import ConfigError, GeometryInvalidError, SchedulerLostError, WorkerError
 from tileindex.executors import (
     EXECUTORS,
@@ -28,6 +32,7 @@ from tileindex.executors import (
 )
 from tileindex.executors import runner as runner_module
 from tileindex.faults import ENV
+from tileindex.geometry import CountryGeometry
 from tileindex.pipeline import build
 
 from factories import build_args, make_inputs
@@ -295,6 +300,37 @@ def test_the_order_results_arrive_in_does_not_reach_the_bytes(inputs, tmp_path: 
             p.read_bytes() for p in sorted(serial.paths[key].iterdir())
         ]
     assert shuffled.summaries == serial.summaries
+
+
+class _Recording(ThreadPoolExecutor):
+    """Threads that keep the arguments of every job they are given."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.calls.append((fn.__name__, args))
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_units_job_names_its_country_geometry_instead_of_carrying_it(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a country's geometry goes to the workers once, as a file under the staging folder,
+    # not pickled into each of its units' jobs (which a dask scheduler relays twice)
+    serial = build(*inputs, tmp_path / "serial", chunk_size=32, **LAYOUT)
+    small_units = functools.partial(plan_module.plan_units, unit_cells=2_000)
+    monkeypatch.setattr(plan_module, "plan_units", small_units)  # several units a country
+    with _Recording() as pool:
+        got = build(*inputs, tmp_path / "pool", chunk_size=32, executor=pool, **LAYOUT)
+    units = [args for name, args in pool.calls if name == "mask_unit"]
+    per_country = Counter(args[1].country_iso for args in units)  # type: ignore[attr-defined]
+    assert max(per_country.values()) > 1  # some country has several units
+    for args in units:
+        assert not any(isinstance(a, CountryGeometry) for a in args)
+        assert len(pickle.dumps(args)) < 4096
+    assert got.report.determinism_receipt == serial.report.determinism_receipt
 
 
 # -- dask is optional ----------------------------------------------------------------

@@ -84,6 +84,7 @@ from tileindex.tasks import (
     encode_spilled,
     get_engine,
     mask_unit,
+    write_geometry,
 )
 from tileindex.telemetry import (
     ExecutorEvent,
@@ -624,14 +625,15 @@ def _mask_all(
     left = Counter(u.country_iso for u in units)
     done: dict[str, list[UnitResult]] = {}
     summaries: dict[str, CountrySummary] = {}
+    for code in sorted(set(left)):
+        geom = geometries[code]
+        assert geom is not None  # units exist only for countries with windows
+        write_geometry(spill, digests[code], geom)
     jobs = []
     for unit in execution_order(units):
-        geom = geometries[unit.country_iso]
-        assert geom is not None  # units exist only for countries with windows
         args = (
             grid,
             unit,
-            geom,
             digests[unit.country_iso],
             options.predicate,
             options.engine,
