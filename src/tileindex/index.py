@@ -282,7 +282,7 @@ def _read_keys(
                 table = table.add_column(names.index(key), key, pa.chunked_array([codes]))
             tables.append((table if keep is True else table.filter(keep)).select(names))
     if not tables:
-        return target.empty_table()
+        return pa.Table.from_batches([], schema=target)  # Schema.empty_table imports pandas
     return pa.concat_tables(tables).cast(target)
 
 
