@@ -105,3 +105,22 @@ def test_a_ready_client_runs_the_units_on_its_workers_and_stays_open(tmp_path: P
 def test_a_scheduler_address_needs_the_dask_executor() -> None:
     with pytest.raises(ConfigError, match="dask"):
         get_executor("process", 2, scheduler="tcp://127.0.0.1:8786")
+
+
+def test_closing_a_client_whose_scheduler_died_drops_only_dasks_farewell() -> None:
+    # dask logs "Failed to reconnect ..." whenever its reconnect loop ends, also when it
+    # ends because the build closes the client: the build's own one-line error says it
+    import asyncio
+    import logging
+
+    from tileindex.executors.distributed import _NOISE
+
+    def record(msg: str, exc: BaseException | None = None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc is not None else None
+        return logging.LogRecord("distributed.client", logging.ERROR, "", 0, msg, (), info)
+
+    farewell = "Failed to reconnect to scheduler after %.2f seconds, closing client"
+    assert not _NOISE.filter(record(farewell))
+    assert not _NOISE.filter(record("Reconnect loop", asyncio.CancelledError()))
+    assert _NOISE.filter(record("Restarting worker"))
+    assert _NOISE.filter(record("Task failed", ValueError("boom")))

@@ -112,7 +112,7 @@ class DaskExecutor(Executor):
             else:
                 _distributed().wait(pending)
         if self._owns_client:
-            with _quiet_reconnect(), contextlib.suppress(OSError, TimeoutError):
+            with _quiet_reconnect(self._gone()), contextlib.suppress(OSError, TimeoutError):
                 self._client.close(timeout=CLOSE_SECONDS)
         if self._cluster is not None:
             self._cluster.close()
@@ -140,25 +140,35 @@ def _connect(distributed: Any, address: str) -> Any:
     raise problem
 
 
-class _CancelledReconnect(logging.Filter):
-    """Drops the traceback dask logs when closing a client stops its reconnect loop."""
+class _LostSchedulerNoise(logging.Filter):
+    """Drops what dask logs when a client whose scheduler died is closed: the traceback
+    of its cancelled reconnect loop, and "Failed to reconnect to scheduler after ...
+    seconds, closing client", which dask says whenever that loop ends without
+    reconnecting, also when it ends because the client is being closed. The run's own
+    one-line error already says what happened."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, asyncio.CancelledError)
+        if isinstance(exc, asyncio.CancelledError):
+            return False
+        return not str(record.msg).startswith("Failed to reconnect to scheduler")
+
+
+_NOISE = _LostSchedulerNoise()
 
 
 @contextlib.contextmanager
-def _quiet_reconnect() -> Iterator[None]:
-    # closing a client whose scheduler died cancels its reconnect loop, which dask logs
-    # as an error with a traceback; the run's own one-line error already says it all
+def _quiet_reconnect(lost: bool) -> Iterator[None]:
+    # the reconnect loop of a client whose scheduler died logs from dask's event loop
+    # thread, possibly after close() returned: once a lost client is closed here, its
+    # farewell stays filtered for the rest of the process (only those two messages)
     logger = logging.getLogger("distributed.client")
-    quiet = _CancelledReconnect()
-    logger.addFilter(quiet)
+    logger.addFilter(_NOISE)
     try:
         yield
     finally:
-        logger.removeFilter(quiet)
+        if not lost:
+            logger.removeFilter(_NOISE)
 
 
 def _cancel_task(task: Any, result: Future[Any]) -> None:
