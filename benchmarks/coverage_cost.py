@@ -28,46 +28,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, git_stamp, measure, ours_evidence
-
-from tileindex.prepare import prepare_inputs
+from run import BENCH, git_stamp, measure, ours_cmd, ours_evidence
+from run import inputs as run_inputs
 
 WORK = BENCH / "_work" / "coverage"
 TARGET = 1.3
 
 
-def _inputs(resolution: float) -> tuple[Path, Path, Path]:
-    folder = WORK / f"inputs_{resolution:g}"
-    if not (folder / "prepare_report.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        prepare_inputs(folder, resolution)
-    return folder / "iso.parquet", folder / "countries.parquet", folder / "grid.tif"
-
-
-def _cmd(inputs: tuple[Path, Path, Path], out: Path, workers: int, coverage: bool) -> list[str]:
-    iso, countries, raster = inputs
-    cmd = [
-        sys.executable,
-        "-m",
-        "tileindex",
-        "build",
-        "--iso",
-        str(iso),
-        "--countries",
-        str(countries),
-        "--raster",
-        str(raster),
-        "--out",
-        str(out),
-        "--predicate",
-        "any_overlap",
-        "--workers",
-        str(workers),
-        "--no-cache",
-        "--quiet",
-        "--metrics-out",
-        str(out / "metrics.prom"),
-    ]
+def _cmd(inputs: Path, out: Path, workers: int, coverage: bool) -> list[str]:
+    cmd = ours_cmd(inputs, out, "any_overlap", workers)
     return [*cmd, "--coverage"] if coverage else cmd
 
 
@@ -101,7 +70,7 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     args = ap.parse_args()
 
-    inputs = _inputs(args.resolution)
+    inputs = run_inputs(args.resolution)
     runs: dict[str, list[dict[str, Any]]] = {"plain": [], "coverage": []}
     for rep in range(args.repeats):
         order = ["plain", "coverage"] if rep % 2 == 0 else ["coverage", "plain"]

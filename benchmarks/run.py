@@ -106,18 +106,20 @@ def _parse_gnu_time(path: Path) -> dict[str, float]:
 
 
 def git_commit() -> str:
-    """The checkout's short HEAD, or "unknown" outside a git checkout."""
+    """The checkout's short HEAD ("+ uncommitted changes" when tracked files differ from
+    it), or "unknown" outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    return (head or "unknown") + (" + uncommitted changes" if dirty else "")
 
 
 def git_stamp() -> tuple[str, str]:
