@@ -3,7 +3,7 @@
 the 30″ world.
 
     python benchmarks/open.py [--resolution 30] [--repeats 5] [--keys VA,LU,CH,RU,US]
-                              [--record LABEL]
+                              [--baseline COMMIT] [--no-recipes] [--record LABEL]
 
 The index is the ``center`` build of ``benchmarks/lookup.py``
 (``benchmarks/_work/lookup-out-<res>arcsec/``, built here the same way when missing).
@@ -18,7 +18,9 @@ with ``perf_counter`` inside the process:
 
 Then every key of the index, once each in a shuffled order, in one process that has
 imported ``tileindex`` and read one key (three such passes, medians): how many keys are
-read in at most 50 ms, and the rows per second of those that are not.
+read in at most 50 ms, and the rows per second of those that are not. With
+``--baseline COMMIT`` the same passes also run on that commit's ``src`` (extracted with
+``git archive``), alternating with the working tree's, so the two are compared in one run.
 
 The recipes (``read_one_key`` in DuckDB with the key in place of 'CH',
 ``polars_read_one_key``, and ``cells_per_key``, a full scan of ``tile_index``) run exactly
@@ -44,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import git_stamp
+from run import baseline_src, git_stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "_work"
@@ -120,21 +122,40 @@ def child_every_key(root: str, seed: str) -> dict[str, Any]:
     return times
 
 
-def _every_key_lines(runs: list[dict[str, Any]]) -> list[str]:
-    """The distribution of one key's open + read over every key (median of the runs)."""
+def _every_key_lines(
+    runs: list[dict[str, Any]], baseline: tuple[str, list[dict[str, Any]]] | None
+) -> list[str]:
+    """The distribution of one key's open + read over every key (median of the runs),
+    and the baseline commit's, measured in the same passes, when there is one."""
+
+    def summary(label: str, runs: list[dict[str, Any]]) -> tuple[str, list[str]]:
+        keys = sorted(runs[0])
+        secs = {k: statistics.median(r[k][0] for r in runs) for k in keys}
+        over = sorted((k for k in keys if secs[k] > TARGET_S), key=secs.__getitem__)
+        q = statistics.quantiles([secs[k] for k in keys], n=20)
+        within = len(keys) - len(over)
+        return (
+            f"{label}: median {_ms(statistics.median(secs.values()))}, p90 {_ms(q[17])}, "
+            f"p95 {_ms(q[18])}; **{within} of {len(keys)} keys ({100 * within / len(keys):.0f} %) "
+            f"in ≤ {TARGET_S * 1e3:.0f} ms**",
+            over,
+        )
+
     keys = sorted(runs[0])
     secs = {k: statistics.median(r[k][0] for r in runs) for k in keys}
     rows = {k: runs[0][k][1] for k in keys}
-    over = sorted((k for k in keys if secs[k] > TARGET_S), key=secs.__getitem__)
-    q = statistics.quantiles([secs[k] for k in keys], n=20)
-    within = len(keys) - len(over)
+    now, over = summary("this tree", runs)
     lines = [
         "",
         f"Every key ({len(keys)}), open + `to_table(keys=[K])` in one warm process, shuffled, "
-        f"median of {len(runs)} passes: median {_ms(statistics.median(secs.values()))}, "
-        f"p90 {_ms(q[17])}, p95 {_ms(q[18])}; **{within} of {len(keys)} keys "
-        f"({100 * within / len(keys):.0f} %) in ≤ {TARGET_S * 1e3:.0f} ms**.",
+        f"median of {len(runs)} passes"
+        + (" (the baseline's passes alternating with these)" if baseline else "")
+        + ":",
+        "",
+        f"- {now}",
     ]
+    if baseline:
+        lines.append(f"- {summary(f'baseline {baseline[0]}', baseline[1])[0]}")
     if over:
         lines += [
             "",
@@ -182,8 +203,8 @@ def child_recipe(root: str, name: str, key: str) -> dict[str, Any]:
     return {"import": t1 - t0, "first": first, "warm": statistics.median(warm), "rows": rows}
 
 
-def _spawn(args: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def _spawn(args: list[str], src: Path = ROOT / "src") -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *args],
         capture_output=True,
@@ -207,6 +228,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--keys", default="VA,LU,CH,RU,US")
     ap.add_argument("--no-recipes", action="store_true")
+    ap.add_argument("--baseline", metavar="COMMIT", help="also time every key at this commit")
     ap.add_argument("--record", metavar="LABEL", default=None, help="append to RESULTS.md")
     ap.add_argument("--child", nargs=3, metavar=("WHAT", "ROOT", "KEY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -233,7 +255,15 @@ def main() -> None:
             runs.setdefault((what, key), []).append(_spawn(["--child", what, str(root), key]))
         print(f"repeat {rep + 1} done", flush=True)
 
-    every = [_spawn(["--child", "every-key", str(root), str(rep)]) for rep in range(3)]
+    every, every_base = [], []
+    base = baseline_src(args.baseline) if args.baseline else None
+    for rep in range(3):
+        child = ["--child", "every-key", str(root), str(rep)]
+        if base is not None and rep % 2:
+            every_base.append(_spawn(child, base))
+        every.append(_spawn(child))
+        if base is not None and not rep % 2:
+            every_base.append(_spawn(child, base))
 
     def med(what: str, key: str, field: str) -> float:
         return statistics.median(r[field] for r in runs[(what, key)])
@@ -276,7 +306,9 @@ def main() -> None:
         "- one country in ≤ 50 ms (open + read, first in a fresh process): "
         + ", ".join(f"{k}: {ok}" for k, ok in meets),
     ]
-    out = "\n".join(lines + notes + _every_key_lines(every))
+    out = "\n".join(
+        lines + notes + _every_key_lines(every, (args.baseline, every_base) if base else None)
+    )
     print(out)
     if args.record:
         commit, when = git_stamp()

@@ -21,18 +21,16 @@ import pickle
 import statistics
 import subprocess
 import sys
-import tarfile
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, PY, ROOT, git_stamp, inputs
+from run import BENCH, PY, ROOT, baseline_src, git_stamp, inputs
 
 from tileindex.geometry import country_geometry, geometry_digest
 from tileindex.memory_inputs import read_inputs
 from tileindex.plan import plan_countries
 
-WORK = BENCH / "_work" / "overheads"
 RESULTS = BENCH / "RESULTS.md"
 STARTUP = (
     "import time; t = time.perf_counter(); import numpy as np, tileindex.tasks, pyarrow as pa; "
@@ -40,20 +38,8 @@ STARTUP = (
 )
 
 
-def _baseline_src(commit: str) -> Path:
-    folder = WORK / commit
-    if not (folder / "src").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tar = folder / "src.tar"
-        with tar.open("wb") as fh:
-            subprocess.run(["git", "archive", commit, "src"], cwd=ROOT, stdout=fh, check=True)
-        with tarfile.open(tar) as t:
-            t.extractall(folder, filter="data")
-    return folder / "src"
-
-
 def startup(baseline: str, repeats: int) -> dict[str, list[float]]:
-    sources = {"baseline": _baseline_src(baseline), "now": ROOT / "src"}
+    sources = {"baseline": baseline_src(baseline), "now": ROOT / "src"}
     times: dict[str, list[float]] = {name: [] for name in sources}
     for rep in range(repeats):
         for name in sources if rep % 2 == 0 else list(sources)[::-1]:

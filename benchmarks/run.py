@@ -38,6 +38,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -120,6 +121,20 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return (head or "unknown") + (" + uncommitted changes" if dirty else "")
+
+
+def baseline_src(commit: str) -> Path:
+    """The ``src`` folder of ``commit``, extracted once with ``git archive`` into
+    ``_work/baselines/<commit>/``: the baseline a benchmark runs beside the working tree."""
+    folder = WORK / "baselines" / commit
+    if not (folder / "src").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tar = folder / "src.tar"
+        with tar.open("wb") as fh:
+            subprocess.run(["git", "archive", commit, "src"], cwd=ROOT, stdout=fh, check=True)
+        with tarfile.open(tar) as t:
+            t.extractall(folder, filter="data")
+    return folder / "src"
 
 
 def git_stamp() -> tuple[str, str]:

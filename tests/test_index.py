@@ -4,9 +4,11 @@ region geometry a build keeps beside its report."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,10 +16,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tileindex
 from tileindex.errors import ConfigError, InputError, InputFileError
 from tileindex.geometry import country_geometry
+from tileindex.index import _read_keys
 from tileindex.pipeline import build
 
 from factories import SMALL_WORLD_COUNTRIES, make_tiling
@@ -111,6 +116,62 @@ def test_a_key_read_touches_only_the_row_groups_that_can_hold_it(root: Path) -> 
     ]
     assert len(groups) > 20
     assert 1 <= len(kept) <= 3  # BB's 100 rows span at most 3 row groups of 64
+
+
+@st.composite
+def _partitions(draw):
+    """Rows sorted by key over parts and row groups of drawn sizes, with a second string
+    column that is sometimes one value and sometimes several (with nulls), and files
+    written with or without statistics; a drawn set of keys to read."""
+    runs = draw(st.lists(st.integers(1, 40), min_size=1, max_size=8))
+    keys = [f"K{i:02d}" for i in range(len(runs))]
+    key = [k for k, n in zip(keys, runs, strict=True) for _ in range(n)]
+    mixed = draw(st.booleans())
+    note = [
+        None if mixed and i % 7 == 3 else ("ab" if mixed and i % 3 else "c")
+        for i in range(len(key))
+    ]
+    table = pa.table(
+        {
+            "key": pa.array(key, pa.string()),
+            "tile_id": pa.array(range(len(key)), pa.uint64()),
+            "note": pa.array(note, pa.string()),
+        }
+    )
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(key) - 1)), max_size=3)))
+    bounds = [0, *[c for c in cuts if c < len(key)], len(key)]
+    files = [
+        (table.slice(a, b - a), draw(st.integers(1, 30)), draw(st.booleans()))
+        for a, b in itertools.pairwise(bounds)
+    ]
+    wanted = draw(st.lists(st.sampled_from([*keys, "K99"]), min_size=1, max_size=4, unique=True))
+    batch = draw(st.integers(1, 50))
+    return table, files, sorted(wanted), batch
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_partitions(), only=st.sampled_from([None, ["tile_id"], ["note", "key"]]))
+def test_key_reads_are_a_filter_of_the_rows(tmp_path: Path, monkeypatch, case, only) -> None:
+    # runs found by dictionary codes, columns decoded only to a row group's last wanted row
+    # (in batches of a drawn size), strings made for one-valued runs, row groups read on
+    # two threads: against pyarrow's own filter of the whole table
+    table, parts, wanted, batch = case
+    monkeypatch.setattr("tileindex.index._BATCH_ROWS", batch)
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
+    files = []
+    for i, (rows, group_rows, stats) in enumerate(parts):
+        files.append(folder / f"part-{i:05d}.parquet")
+        pq.write_table(rows, files[-1], row_group_size=group_rows, write_statistics=stats)
+    expect = table.filter(pc.is_in(table["key"], pa.array(wanted))).select(
+        only or table.column_names
+    )
+    got = _read_keys(files, "key", wanted, only)
+    assert got.schema.equals(expect.schema) and got.equals(expect)
+    got.validate(full=True)
+    # a few rows kept from a row group do not hold the whole decoded group alive
+    assert got.get_total_buffer_size() <= 2 * expect.get_total_buffer_size() + 64 * len(files)
 
 
 def test_pandas_and_polars(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

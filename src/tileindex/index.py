@@ -4,15 +4,17 @@
 named by ``parameter_hash``), reads its run report and summaries, and hands out pyarrow
 datasets of every published dataset. Nothing here writes: a partition is never changed.
 Reading some keys prunes row groups by the key column's footer statistics, since the
-rows are sorted by key (§6.4), and decodes the string columns of the row groups it
-reads as dictionaries (strings only for the rows kept): one country of the 30″ world in
-a few tens of milliseconds (benchmarks/open.py).
+rows are sorted by key (§6.4), reads the row groups left on two threads, and in each
+decodes the other columns only up to its last wanted row: most countries of the 30″
+world in well under 50 ms (benchmarks/open.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,8 +200,8 @@ class Index:
 class _Parts:
     """The part files of a partition, each opened (its footer read) on first use."""
 
-    def __init__(self, files: Sequence[Path], strings: list[str], key_index: int) -> None:
-        self.files, self.strings, self.at = files, strings, key_index
+    def __init__(self, files: Sequence[Path], key_index: int) -> None:
+        self.files, self.at = files, key_index
         self._open: dict[int, pq.ParquetFile] = {}
 
     def __len__(self) -> int:
@@ -207,7 +209,7 @@ class _Parts:
 
     def part(self, i: int) -> pq.ParquetFile:
         if i not in self._open:
-            self._open[i] = pq.ParquetFile(self.files[i], read_dictionary=self.strings)
+            self._open[i] = pq.ParquetFile(self.files[i])
         return self._open[i]
 
     def stats(self, i: int, group: int) -> tuple[str, str] | None:
@@ -255,53 +257,143 @@ def _read_keys(
     """The rows of ``wanted`` in ``files`` (a partition, rows sorted by key), in order.
 
     Only the parts and row groups whose key statistics can hold a wanted key are read (a
-    row group without statistics is read). String columns are decoded as dictionaries,
-    the rows are kept by their dictionary codes, and only the kept rows become strings:
-    decoding the strings of a million-row row group costs several times reading it.
+    row group without statistics is read), two at a time on two threads. In a row group,
+    the key column is read first (as a dictionary: a millisecond) to find the runs of
+    wanted rows; the other columns are decoded only up to the last of them, and a string
+    column that holds one value (by its statistics, or over a run) is made, not decoded.
     """
     schema = pq.read_schema(files[0]) if files else pa.schema([pa.field(key, pa.string())])
     names = columns if columns is not None else schema.names
-    strings = [f.name for f in schema if pa.types.is_string(f.type)]
     target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
     wanted_set = set(wanted)
-    parts = _Parts(files, strings, schema.get_field_index(key))
-    tables = []
+    parts = _Parts(files, schema.get_field_index(key))
+    jobs = []
     for i in parts.candidates(wanted_set):
-        part = parts.part(i)
-        for group in range(part.metadata.num_row_groups):
+        metadata = parts.part(i).metadata
+        for group in range(metadata.num_row_groups):
             span = parts.stats(i, group)
-            if span is not None and not any(span[0] <= k <= span[1] for k in wanted_set):
-                continue
-            # the key first (a dictionary: a millisecond), the other columns only on a hit
-            codes = part.read_row_group(group, columns=[key]).column(0).combine_chunks()
-            keep = _rows_of(codes, wanted_set)
-            if keep is False:
-                continue
-            table = part.read_row_group(group, columns=[n for n in names if n != key])
-            if key in names:
-                table = table.add_column(names.index(key), key, pa.chunked_array([codes]))
-            tables.append((table if keep is True else table.filter(keep)).select(names))
-    if not tables:
+            if span is None or any(span[0] <= k <= span[1] for k in wanted_set):
+                jobs.append(_Group(files[i], metadata, group))
+    if len(jobs) <= 1:  # one row group: pyarrow's threads decode its columns side by side
+        pieces = jobs[0].read(key, wanted_set, target, strings, True) if jobs else []
+    else:  # several: one per thread (the decoding releases the GIL)
+        with ThreadPoolExecutor(min(len(jobs), _THREADS)) as pool:
+            done = pool.map(lambda g: g.read(key, wanted_set, target, strings, False), jobs)
+            pieces = [t for tables in done for t in tables]
+    if not pieces:
         return pa.Table.from_batches([], schema=target)  # Schema.empty_table imports pandas
-    return pa.concat_tables(tables).cast(target)
+    return pa.concat_tables(pieces)
 
 
-def _rows_of(codes: pa.DictionaryArray, wanted: set[str]) -> pa.BooleanArray | bool:
-    """Which rows of a dictionary-encoded key column hold a wanted key: False if none,
-    True if all (every key of the dictionary is wanted: most row groups of a large
-    country are that country alone, kept without a filter), else a mask.
+_THREADS = max(1, min(2, os.cpu_count() or 1))
+_BATCH_ROWS = 1 << 16  # a row group is decoded in batches of these, up to its last wanted row
+
+
+class _Group:
+    """One row group of a part, read for some keys."""
+
+    def __init__(self, path: Path, metadata: pq.FileMetaData, group: int) -> None:
+        self.path, self.metadata, self.group = path, metadata, group
+        self.rows = metadata.row_group(group).num_rows
+
+    def constant(self, schema: pa.Schema, name: str) -> str | None:
+        """The one value of string column ``name`` in this row group by its statistics
+        (min == max, no nulls), else None."""
+        st = self.metadata.row_group(self.group).column(schema.get_field_index(name)).statistics
+        if st is None or not st.has_min_max or not st.has_null_count or st.null_count:
+            return None
+        return str(st.min) if st.min == st.max else None
+
+    def read(
+        self, key: str, wanted: set[str], target: pa.Schema, strings: list[str], threads: bool
+    ) -> list[pa.Table]:
+        """The runs of wanted rows in this row group, a table each, in row order."""
+        # a file of its own: one ParquetFile is not safe to read from two threads
+        part = pq.ParquetFile(self.path, metadata=self.metadata, read_dictionary=strings)
+        schema = part.schema_arrow
+        fixed = {n: v for n in strings if (v := self.constant(schema, n)) is not None}
+        if key in fixed:
+            runs = [(0, self.rows, fixed[key])] if fixed[key] in wanted else []
+        else:
+            codes = part.read_row_group(self.group, columns=[key], use_threads=threads)
+            runs = _runs(codes.column(0).combine_chunks(), wanted)
+        if not runs:
+            return []
+        decode = [n for n in target.names if n not in fixed and n != key]
+        table = self._decode(part, decode, runs[-1][1], threads)
+        pieces = []
+        for start, stop, value in runs:
+            n, columns = stop - start, []
+            for field in target:
+                if field.name == key or field.name in fixed:
+                    made = value if field.name == key else fixed[field.name]
+                    columns.append(_repeat(made, n, field.type))
+                else:
+                    column = table.column(field.name).slice(start, n)
+                    if 2 * n < table.num_rows:  # copied, not holding the decoded row group
+                        column = pa.chunked_array([pa.concat_arrays(column.chunks)])
+                    columns.append(_plain(column, field.type))
+            pieces.append(pa.Table.from_arrays(columns, schema=target))
+        return pieces
+
+    def _decode(self, part: pq.ParquetFile, names: list[str], stop: int, threads: bool) -> pa.Table:
+        """Columns ``names`` of this row group, decoded from its first row to at least
+        ``stop`` (pages cannot be skipped: pyarrow reads no page index)."""
+        if stop >= self.rows or not names:
+            return part.read_row_group(self.group, columns=names, use_threads=threads)
+        batches, seen = [], 0
+        for batch in part.iter_batches(
+            _BATCH_ROWS, row_groups=[self.group], columns=names, use_threads=threads
+        ):
+            batches.append(batch)
+            seen += batch.num_rows
+            if seen >= stop:
+                break
+        return pa.Table.from_batches(batches)
+
+
+def _runs(codes: pa.DictionaryArray, wanted: set[str]) -> list[tuple[int, int, str]]:
+    """(start, stop, key) of each run of rows holding a wanted key, in row order.
 
     In Arrow alone: pyarrow imports pandas on its first conversion to or from NumPy
     (half a second), which a process that only reads a country should not pay.
     """
-    dictionary = codes.dictionary
-    at = [i for i, k in enumerate(dictionary.to_pylist()) if k in wanted]
-    if len(at) == len(dictionary) and not codes.null_count:
-        return True
-    if not at:
-        return False
-    value_set = pa.concat_arrays([dictionary.slice(i, 1) for i in at])
-    return pc.take(pc.is_in(dictionary, value_set=value_set), codes.indices)
+    dictionary = codes.dictionary.to_pylist()
+    if not wanted.intersection(dictionary):
+        return []
+    encoded = pc.run_end_encode(codes.indices)
+    runs, start = [], 0
+    for stop, code in zip(encoded.run_ends.to_pylist(), encoded.values.to_pylist(), strict=True):
+        if code is not None and dictionary[code] in wanted:
+            runs.append((start, stop, dictionary[code]))
+        start = stop
+    return runs
+
+
+def _plain(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """A column as ``type_``: a dictionary-decoded string column made plain (made, not
+    gathered, when these rows hold one value)."""
+    if not pa.types.is_dictionary(column.type):
+        return column
+    array = column.combine_chunks()
+    low, high = pc.min_max(array.indices).values()
+    if not array.null_count and low == high:
+        return _repeat(array.dictionary[low.as_py()].as_py(), len(array), type_)
+    return array.cast(type_)
+
+
+def _repeat(value: str, n: int, type_: pa.DataType) -> pa.Array:
+    """``value`` ``n`` times, as a string array built from its buffers: a tenth of the
+    time of ``pa.repeat`` or a dictionary's cast (5.5 and 11.6 ms per million rows, here
+    0.5), and with no Python scalar made (``pa.scalar`` imports pandas)."""
+    import numpy as np
+
+    data = value.encode()
+    # 32-bit offsets, as the row group's own column had (a run is part of one row group)
+    assert pa.types.is_string(type_) and len(data) * n < 1 << 31, (type_, n)
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(data))
+    return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
 
 
 def open_index(
