@@ -93,6 +93,19 @@ def test_a_user_dictionary_replaces_every_path(tmp_path: Path) -> None:
     assert paths.path("tile_bounds", tmp_path, HASH) == tmp_path / "bnd" / HASH
 
 
+def test_a_dictionary_is_read_afresh_and_its_parse_shared_safely(tmp_path: Path) -> None:
+    # the parse of a dictionary's text is kept for the process (tileindex.open loads it
+    # every time): a changed file is read again, and a caller's change to one loaded
+    # dictionary reaches no other
+    file = tmp_path / "paths.yaml"
+    file.write_text(_yaml(ELSEWHERE))
+    first = DatasetDictionary.load(file)
+    first.templates["run_report"] = "changed/{parameter_hash}.json"  # type: ignore[index]
+    assert DatasetDictionary.load(file).templates == ELSEWHERE
+    file.write_text(_yaml({**ELSEWHERE, "tile_bounds": "b2/{parameter_hash}/"}))
+    assert DatasetDictionary.load(file).templates["tile_bounds"] == "b2/{parameter_hash}/"
+
+
 def test_extra_keys_in_a_user_dictionary_are_ignored(tmp_path: Path) -> None:
     file = tmp_path / "paths.yaml"
     file.write_text(_yaml({**ELSEWHERE, "tile_elevation": "elev/{parameter_hash}/"}))
