@@ -57,7 +57,7 @@ from tileindex.errors import (
     RasterMismatchError,
 )
 from tileindex.executors import ExecutorSpec, Job, TaskRunner
-from tileindex.fsio import fsync_dir, make_dirs, write_atomic
+from tileindex.fsio import fsync_dir, fsync_file, make_dirs, write_atomic
 from tileindex.grid import Grid
 from tileindex.index import Index, open_index
 
@@ -513,6 +513,10 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
         if pending is not None:
             pending.result()
         writer.add_key_value_metadata({b"ARROW:schema": _arrow_schema_entry(key)})
+    # on disk before the task ends, as the build's parts are: the parts are synced side by
+    # side while others are computed, and the publish's fsync of the tree finds them clean
+    # (it spent 1.6 s syncing the 30" world's parts one after another)
+    fsync_file(task.staged)
     return _PartResult(task.number, rows, nulls, strips.cells_read, tuple(stats.items()))
 
 
