@@ -16,7 +16,10 @@ runs, as child processes measured from outside and alternating which goes first:
   any tool that looks at every pixel once;
 - ``values``: ``tileindex values --workers N`` on a copy of the index without values.
 
-The medians and the ratio (target: at most 1.5x at 30″) are printed. Then exactextract
+The medians and the ratio (target: at most 1.5x at 30″) are printed, then where the CPU
+of ``values`` goes: one more run with one worker in one process, each phase's thread CPU
+summed (writing ``tile_values``, decoding the raster's blocks, locating and gathering
+the cells, the exact sums, reading the coverage fractions). Then exactextract
 computes ``count`` and ``sum`` (both coverage-weighted by its definition: our
 ``weighted_count`` and ``weighted_sum``) for every country's kept geometry (the union
 the build used, cut at ±180) on the same raster; its time and the largest relative
@@ -34,6 +37,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,6 +61,44 @@ from tileindex.values import WINDOW_BYTES
 WORK = BENCH / "_work" / "values"
 TARGET = 1.5
 NODATA = -99999.0
+
+
+def breakdown(index: Path, raster: Path) -> dict[str, float]:
+    """Where the CPU of ``values`` goes: one worker in this process (the serial executor,
+    so every part runs here), each phase's thread CPU summed (``time.thread_time``; the
+    writes run on the second thread, their time is theirs alone)."""
+    import threading
+
+    module = sys.modules["tileindex.values"]
+    spent: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def timed(name: str, fn: Any) -> Any:
+        def run(*a: Any, **k: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                with lock:
+                    spent[name] = spent.get(name, 0.0) + time.thread_time() - t
+
+        return run
+
+    strips = module._Strips
+    pq.ParquetWriter.write_table = timed("write tile_values", pq.ParquetWriter.write_table)
+    strips._strip = timed("decode the raster's blocks", strips._strip)
+    strips.values_at = timed("values_at", strips.values_at)
+    module._fractions = timed("read coverage fractions", module._fractions)
+    stats_of = module._Stats.of.__func__
+    module._Stats.of = classmethod(timed("exact sums and min/max", stats_of))
+    wall, cpu = time.perf_counter(), time.process_time()
+    module.values(index, raster, workers=1)
+    spent["locate and gather the cells"] = (
+        spent.pop("values_at") - spent["decode the raster's blocks"]
+    )
+    spent["all (process CPU)"] = time.process_time() - cpu
+    spent["wall"] = time.perf_counter() - wall
+    return spent
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -225,9 +267,13 @@ def main() -> None:
     ap.add_argument("--no-exactextract", action="store_true")
     ap.add_argument("--record", metavar="LABEL", default=None, help="append to RESULTS.md")
     ap.add_argument("--plain-read", type=Path, help=argparse.SUPPRESS)  # the child process
+    ap.add_argument("--breakdown", nargs=2, type=Path, help=argparse.SUPPRESS)  # the child
     args = ap.parse_args()
     if args.plain_read is not None:
         print(json.dumps(plain_read(args.plain_read)))
+        return
+    if args.breakdown is not None:
+        print(json.dumps(breakdown(*args.breakdown)))
         return
 
     index = _index(args.resolution)
@@ -284,6 +330,20 @@ def main() -> None:
         f"target); {result.get('rows', 0):,} rows, {result.get('null_rows', 0):,} null, "
         f"{grid.ncols} x {grid.nrows} = {grid.ncols * grid.nrows:,} cells, raster "
         f"{size / mib:.0f} MiB (float32, deflate, 256² tiles)",
+    ]
+    copy = _fresh_copy(index)
+    child = [sys.executable, str(Path(__file__).resolve()), "--breakdown", str(copy), str(raster)]
+    done = subprocess.run(child, capture_output=True, text=True, check=True)
+    split = json.loads(done.stdout.strip().splitlines()[-1])
+    total = split.pop("all (process CPU)")
+    one_wall = split.pop("wall")
+    notes += [
+        f"- where the CPU goes (one worker in one process, thread CPU per phase; "
+        f"{one_wall:.1f} s wall, {total:.1f} s CPU): "
+        + "; ".join(
+            f"{name} {sec:.1f} s" for name, sec in sorted(split.items(), key=lambda kv: -kv[1])
+        )
+        + f"; the rest {total - sum(split.values()):.1f} s",
     ]
     text = [*lines, "", *notes]
     if not args.no_exactextract:
