@@ -12,7 +12,6 @@ it runs); the loops are compiled on first use, or loaded from numba's cache.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Plan", "Scratch", "plan", "scratch", "take"]
+__all__ = ["Plan", "plan", "take"]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -48,8 +47,8 @@ def _plan(
     need: np.ndarray,
     starts: np.ndarray,
     order: np.ndarray,
-    strip: np.ndarray,
 ) -> None:  # pragma: no cover (runs compiled)
+    strip = np.empty(ids.size, dtype=np.int64)
     counts = np.zeros(starts.size, dtype=np.int64)
     by_col, by_step, by_chunk = 1.0 / ncols, 1.0 / step, 1.0 / chunk
     for i in range(ids.size):
@@ -98,61 +97,22 @@ class Plan:
     need: npt.NDArray[np.bool_]
 
 
-class Scratch:
-    """Arrays reused from one plan to the next (one per thread: see :func:`scratch`).
-
-    Fresh arrays for a million cells cost more than the plan's loop: the first touch of
-    their pages took 30.8 ms a row group of the 30″ world against 12.3 ms in reused
-    ones. An array handed out stays valid until the next call asks for the same name.
-    """
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def array(self, name: str, n: int, dtype: Any) -> np.ndarray:
-        """``n`` elements of ``dtype``, contents undefined."""
-        have = self._arrays.get(name)
-        if have is None or have.size < n or have.dtype != np.dtype(dtype):
-            have = self._arrays[name] = np.empty(n, dtype=dtype)
-        return have[:n]
-
-
-_SCRATCH = threading.local()
-
-
-def scratch() -> Scratch:
-    """This thread's :class:`Scratch`."""
-    held: Scratch | None = getattr(_SCRATCH, "value", None)
-    if held is None:
-        held = _SCRATCH.value = Scratch()
-    return held
-
-
-def plan(
-    ids: npt.NDArray[np.uint64],
-    nrows: int,
-    ncols: int,
-    step: int,
-    chunk: int,
-    work: Scratch | None = None,
-) -> Plan:
+def plan(ids: npt.NDArray[np.uint64], nrows: int, ncols: int, step: int, chunk: int) -> Plan:
     """Rows, columns and the grouping by strip of the cells ``ids`` (tile ids of a grid
     of ``nrows`` x ``ncols`` cells; strips of ``step`` rows; column chunks of ``chunk``
-    columns). With ``work``, the plan's arrays are ``work``'s, valid until its next plan."""
+    columns)."""
     ids = np.ascontiguousarray(ids)
     n = ids.size
-    work = work if work is not None else Scratch()
-    rows = work.array("rows", n, np.int64)
-    cols = work.array("cols", n, np.int64)
-    order = work.array("order", n, np.int64)
+    rows = np.empty(n, dtype=np.int64)
+    cols = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
     if n == 0:
         return Plan(rows, cols, 0, order, np.zeros(1, np.int64), np.zeros((0, 1), np.bool_))
     first = int(ids.min()) // ncols // step
     count = int(ids.max()) // ncols // step - first + 1
     need = np.zeros((count, -(-ncols // chunk)), dtype=np.bool_)
     starts = np.zeros(count + 1, dtype=np.int64)
-    strip = work.array("strip", n, np.int64)
-    _plan(ids, ncols, step, chunk, first, rows, cols, need, starts, order, strip)
+    _plan(ids, ncols, step, chunk, first, rows, cols, need, starts, order)
     return Plan(rows, cols, first, order, starts, need)
 
 

@@ -330,17 +330,15 @@ class _Strips:
         self.cells_read = 0
 
     def values_at(
-        self, ids: npt.NDArray[np.uint64], out: npt.NDArray[np.float64]
+        self, ids: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """The value at every cell ``ids`` (written into ``out``, ``ids.size`` float64s)
-        and whether it is valid (not nodata, not NaN)."""
+        """The value at every cell ``ids`` and whether it is valid (not nodata, not NaN)."""
         grid = self.grid
         from tileindex import gather  # numba, on first use
 
-        work = gather.scratch()
-        step = self.info.window_rows
-        cells = gather.plan(ids, grid.nrows, grid.ncols, step, self.chunk, work)
-        ok = work.array("ok", ids.size, np.uint8) if self.info.mask_band else None
+        cells = gather.plan(ids, grid.nrows, grid.ncols, self.info.window_rows, self.chunk)
+        out = np.empty(ids.size, dtype=np.float64)
+        ok = np.empty(ids.size, dtype=np.uint8) if self.info.mask_band else None
         for s in np.flatnonzero(np.diff(cells.starts)).tolist():
             number = cells.first + s
             data, mask = self._strip(number, cells.need[s])
@@ -492,22 +490,13 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     ):
         strips = _Strips(_open_raster(task.raster.path), task.raster, task.grid, task.band)
         pending: Future[None] | None = None
-        # the values of a row group go to the writer without a copy, and one write is
-        # pending at most: two buffers, taken in turn, are never written while read
-        # (fresh ones would cost their pages' first touch every row group)
-        buffers: list[np.ndarray] = []
         for group in range(index.metadata.num_row_groups):
             table = index.read_row_group(group, columns=[key, "tile_id"]).combine_chunks()
             ids = table.column("tile_id").to_numpy()
             fractions = None
             if coverage is not None:
                 fractions = _fractions(coverage, group, table, task)
-            slot = group % 2
-            if len(buffers) <= slot:
-                buffers.append(np.empty(ids.size, dtype=np.float64))
-            elif buffers[slot].size < ids.size:
-                buffers[slot] = np.empty(ids.size, dtype=np.float64)
-            value, valid = strips.values_at(ids, buffers[slot][: ids.size])
+            value, valid = strips.values_at(ids)
             keys = table.column(key).combine_chunks()
             for lo, hi in _runs(keys.indices):
                 f = None if fractions is None else fractions[lo:hi]
