@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, git_stamp, measure, ours_cmd, ours_evidence
+from run import BENCH, measure, ours_cmd, ours_evidence, record
 from run import inputs as run_inputs
 
 WORK = BENCH / "_work" / "coverage"
@@ -123,14 +123,11 @@ def main() -> None:
     text = "\n".join([*lines, "", *notes])
     print(text)
     if args.record:
-        commit, when = git_stamp()
-        head = (
-            f"\n\n### Coverage overhead: world any_overlap at {args.resolution:g}″, "
-            f"--workers {args.workers}, medians of {args.repeats} (commit {commit}, {when})"
-            "\n\n"
+        record(
+            f"Coverage overhead: world any_overlap at {args.resolution:g}″, "
+            f"--workers {args.workers}, medians of {args.repeats}",
+            text,
         )
-        with (BENCH / "RESULTS.md").open("a", encoding="utf-8") as fh:
-            fh.write(head + text + "\n")
     if not same:
         raise SystemExit("tile_index/tile_bounds differ with --coverage")
 

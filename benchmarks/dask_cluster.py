@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, PY, _report_file, _tree_rss, git_stamp, inputs, measure, ours_cmd
+from run import BENCH, PY, _report_file, _tree_rss, inputs, measure, ours_cmd, record
 
 WORK = BENCH / "_work" / "dask_cluster"
-RESULTS = BENCH / "RESULTS.md"
 TARGET = 1.15
 START_SECONDS = 120
 
@@ -204,17 +203,14 @@ def main() -> None:
     )
     print(text)
     if args.record:
-        commit, when = git_stamp()
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write(
-                f"\n### Distributed: {args.record} — world at {args.resolution:g}″, "
-                f"{args.predicate}, medians of {args.repeats} (commit {commit}, {when})\n\n"
-                "`benchmarks/dask_cluster.py`: a `dask scheduler` and two `dask worker "
-                "--nthreads 1` processes on 127.0.0.1, kept up for every repeat, against "
-                "`tileindex build --workers 2`; no cache, alternating, measured from "
-                f"outside.\n\n{text}"
-            )
-        print(f"appended to {RESULTS}")
+        record(
+            f"Distributed: {args.record} — world at {args.resolution:g}″, "
+            f"{args.predicate}, medians of {args.repeats}",
+            "`benchmarks/dask_cluster.py`: a `dask scheduler` and two `dask worker "
+            "--nthreads 1` processes on 127.0.0.1, kept up for every repeat, against "
+            "`tileindex build --workers 2`; no cache, alternating, measured from "
+            f"outside.\n\n{text}",
+        )
 
 
 if __name__ == "__main__":

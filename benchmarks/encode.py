@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-from run import git_stamp, world_index  # noqa: E402
+from run import record, world_index  # noqa: E402
 
 from tileindex.grid import Runs  # noqa: E402
 from tileindex.layout import ROWS_PER_ROW_GROUP, part_files, part_name  # noqa: E402
@@ -49,7 +49,6 @@ from tileindex.shards import parquet_options  # noqa: E402
 from tileindex.tasks import encode_part  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 TARGET = 1.15
 DATASETS = ("tile_index", "tile_bounds")
 
@@ -173,11 +172,7 @@ def main() -> None:
         f"(outside write_table) is {ours_share:.1%} of its write_table time"
     )
     if args.record:
-        commit, when = git_stamp()
         lines = [
-            "",
-            f"### Encode phase vs pyarrow's own write: {args.record} (commit {commit}, {when})",
-            "",
             f"World {args.resolution:g}″ (`center`), parts {', '.join(map(str, picks))}; "
             f"medians of {args.repeats} alternating repeats in one process "
             "(`benchmarks/encode.py`). `encode` = `tasks.encode_part` from runs (columns, "
@@ -196,9 +191,7 @@ def main() -> None:
             f"Total: encode / pyarrow = **{ratio:.3f}** (target ≤ {TARGET}: {verdict}); the "
             f"encoder's own work outside `write_table` = {ours_share:.1%} of its write time.",
         ]
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        print(f"appended to {RESULTS}")
+        record(f"Encode phase vs pyarrow's own write: {args.record}", "\n".join(lines))
 
 
 if __name__ == "__main__":

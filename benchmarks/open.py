@@ -46,11 +46,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import baseline_src, git_stamp
+from run import baseline_src, record
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "_work"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 RECIPES = ROOT / "docs" / "recipes.md"
 TARGET_S = 0.050
 WARM = 5
@@ -401,13 +400,7 @@ def main() -> None:
     )
     print(out)
     if args.record:
-        commit, when = git_stamp()
-        head = (
-            f"\n\n### Open and read one country ({args.record}): world at "
-            f"{args.resolution:g}″ (commit {commit}, {when})\n\n"
-        )
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write(head + out + "\n")
+        record(f"Open and read one country ({args.record}): world at {args.resolution:g}″", out)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, PY, ROOT, baseline_src, git_stamp, inputs
+from run import PY, ROOT, baseline_src, inputs, record
 
 from tileindex.geometry import country_geometry, geometry_digest
 from tileindex.memory_inputs import read_inputs
 from tileindex.plan import plan_countries
 
-RESULTS = BENCH / "RESULTS.md"
 STARTUP = (
     "import time; t = time.perf_counter(); import numpy as np, tileindex.tasks, pyarrow as pa; "
     "pa.array(np.array([1])); print(time.perf_counter() - t)"
@@ -100,14 +99,11 @@ def main() -> None:
     print(text)
     print(json.dumps({"startup": times, "payload": pay}))
     if args.record:
-        commit, when = git_stamp()
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write(
-                f"\n### Overheads: {args.record} (commit {commit}, baseline {args.baseline}, "
-                f"{when})\n\n`benchmarks/overheads.py`: fresh interpreters alternating the "
-                "two sources; the world's units planned as the build plans them.\n\n" + text
-            )
-        print(f"appended to {RESULTS}")
+        record(
+            f"Overheads: {args.record}, baseline {args.baseline}",
+            "`benchmarks/overheads.py`: fresh interpreters alternating the two sources; the "
+            "world's units planned as the build plans them.\n\n" + text,
+        )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import rasterio
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, git_stamp, measure, per_country_seconds
+from run import BENCH, measure, per_country_seconds, record
 
 from tileindex.contract import DatasetDictionary
 from tileindex.geometry import CountryGeometry, country_geometry
@@ -580,14 +580,8 @@ def main() -> None:
     text = render(results, head, args.sample, not args.no_gdal)
     print(text)
     if args.record:
-        commit, when = git_stamp()
         which = "the world" if codes is None else ", ".join(codes)
-        title = (
-            f"\n\n### Peers, coverage fractions: {args.record} — {which} at "
-            f"{args.resolution:g}″ (commit {commit}, {when})\n\n"
-        )
-        with (BENCH / "RESULTS.md").open("a", encoding="utf-8") as fh:
-            fh.write(title + text + "\n")
+        record(f"Peers, coverage fractions: {args.record} — {which} at {args.resolution:g}″", text)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, _json_tail, floor_cmd, git_stamp, inputs, measure, ours_cmd
+from run import BENCH, _json_tail, floor_cmd, inputs, measure, ours_cmd, record
 
 WORK = BENCH / "_work" / "ratios"
-RESULTS = BENCH / "RESULTS.md"
 
 
 def _part_digests(out: Path) -> dict[str, str]:
@@ -95,15 +94,12 @@ def main() -> None:
     )
     print(text)
     if args.record:
-        commit, when = git_stamp()
         runs = "; ".join(f"{n} {', '.join(f'{w:.1f}' for w in walls[n])} s" for n in names)
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write(
-                f"\n### Build ratios at {args.resolution:g}″: {args.record} (commit {commit}, "
-                f"{when})\n\n`benchmarks/ratios.py`, 2 workers, no cache, measured from "
-                f"outside. Runs: {runs}.\n\n{text}\n"
-            )
-        print(f"appended to {RESULTS}")
+        record(
+            f"Build ratios at {args.resolution:g}″: {args.record}",
+            "`benchmarks/ratios.py`, 2 workers, no cache, measured from outside. "
+            f"Runs: {runs}.\n\n{text}",
+        )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 WORK = BENCH / "_work"
+RESULTS = BENCH / "RESULTS.md"
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 TILEINDEX = str(Path(PY).parent / "tileindex")
 GNU_TIME = "/usr/bin/time"
@@ -140,6 +141,15 @@ def baseline_src(commit: str) -> Path:
 def git_stamp() -> tuple[str, str]:
     """(commit, UTC minute) for the heading of a recorded result."""
     return git_commit(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def record(title: str, body: str) -> None:
+    """Append a result to RESULTS.md: ``### title (commit ..., UTC minute)``, then
+    ``body``; every benchmark's ``--record`` goes through here."""
+    commit, when = git_stamp()
+    with RESULTS.open("a", encoding="utf-8") as fh:
+        fh.write(f"\n\n### {title} (commit {commit}, {when})\n\n{body.strip()}\n")
+    print(f"appended to {RESULTS}")
 
 
 def world_index(resolution: float) -> Any:

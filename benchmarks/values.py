@@ -51,7 +51,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, git_stamp, measure
+from run import BENCH, measure, record
 
 import tileindex
 from tileindex.grid import Grid
@@ -363,13 +363,11 @@ def main() -> None:
     out = "\n".join(text)
     print(out)
     if args.record:
-        commit, when = git_stamp()
-        head = (
-            f"\n\n### Values ({args.record}): world at {args.resolution:g}″, "
-            f"--workers {args.workers}, medians of {args.repeats} (commit {commit}, {when})\n\n"
+        record(
+            f"Values ({args.record}): world at {args.resolution:g}″, "
+            f"--workers {args.workers}, medians of {args.repeats}",
+            out,
         )
-        with (BENCH / "RESULTS.md").open("a", encoding="utf-8") as fh:
-            fh.write(head + out + "\n")
     if math.isnan(ratio):
         raise SystemExit("no timing")
 
