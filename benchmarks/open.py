@@ -21,6 +21,9 @@ imported ``tileindex`` and read one key (three such passes, medians): how many k
 read in at most 50 ms, and the rows per second of those that are not. With
 ``--baseline COMMIT`` the same passes also run on that commit's ``src`` (extracted with
 ``git archive``), alternating with the working tree's, so the two are compared in one run.
+Last, a one-valued string column of a row group's worth of rows is made the way
+``to_table`` makes it and the two ways pyarrow offers (``pa.repeat``, a dictionary's
+cast), to show why it is built by hand.
 
 The recipes (``read_one_key`` in DuckDB with the key in place of 'CH',
 ``polars_read_one_key``, and ``cells_per_key``, a full scan of ``tile_index``) run exactly
@@ -52,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "_work"
 RECIPES = ROOT / "docs" / "recipes.md"
 TARGET_S = 0.050
+STRING_ROWS = 1 << 20  # a row group's worth
 WARM = 5
 _BLOCK = re.compile(r"<!-- recipe: (\S+) -->\s*```(sql|python)\n(.*?)```", re.S)
 
@@ -179,6 +183,38 @@ def child_bounds(root: str, keys: str) -> dict[str, Any]:
             "touch": med(lambda n=table.nbytes: touch(n)),
             "bytes": table.nbytes,
         }
+    return out
+
+
+def child_strings(rows: str) -> dict[str, float]:
+    """Making a string column of ``rows`` copies of one key, three ways (medians of 9 in
+    one process): ours (``tileindex.index._repeat``, buffers from Arrow's pool), pyarrow's
+    ``pa.repeat`` and the cast of a one-valued dictionary column to strings (what reading
+    it as a dictionary and converting would cost); all three equal."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tileindex.index import _repeat
+
+    n = int(rows)
+    dictionary = pa.DictionaryArray.from_arrays(
+        pc.cast(pa.repeat(pa.scalar(0), n), pa.int32()), pa.array(["US"])
+    )
+    ways = {
+        "ours": lambda: _repeat("US", n, pa.string()),
+        "pa.repeat": lambda: pa.repeat(pa.scalar("US"), n),
+        "dictionary cast": lambda: dictionary.cast(pa.string()),
+    }
+    made = {name: make() for name, make in ways.items()}
+    assert made["ours"].equals(made["pa.repeat"]) and made["ours"].equals(made["dictionary cast"])
+    out = {}
+    for name, make in ways.items():
+        times = []
+        for _ in range(9):
+            s = time.perf_counter()
+            make()
+            times.append(time.perf_counter() - s)
+        out[name] = statistics.median(times)
     return out
 
 
@@ -320,6 +356,8 @@ def main() -> None:
             result = child_every_key(root, key)
         elif what == "bounds":
             result = child_bounds(root, key)
+        elif what == "strings":
+            result = child_strings(key)
         elif what == "open":
             result = child_open(root, key)
         else:
@@ -393,6 +431,11 @@ def main() -> None:
         "- one country in ≤ 50 ms (open + read, first in a fresh process): "
         + ", ".join(f"{k}: {ok}" for k, ok in meets),
     ]
+    made = _spawn(["--child", "strings", str(root), str(STRING_ROWS)])
+    notes.append(
+        f"- a one-valued string column of {STRING_ROWS:,} rows (medians of 9, one process): "
+        + ", ".join(f"{name} {sec * 1e3:.1f} ms" for name, sec in made.items())
+    )
     out = "\n".join(
         lines
         + notes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -199,6 +200,21 @@ def test_unknown_keys_and_datasets_are_clear_errors(root: Path, small_world, tmp
     build(*small_world, plain)
     with pytest.raises(InputFileError, match=r"no tile_coverage .*rebuild with --coverage"):
         tileindex.open(plain).dataset("tile_coverage")
+
+
+@pytest.mark.parametrize(
+    "damage", ['{"country_iso": "AA"}\n{"country_iso": "BB"', '{"cells_included": 3}\n']
+)
+def test_damaged_summaries_are_a_clear_error(root: Path, tmp_path: Path, damage: str) -> None:
+    # cut short, or without the key column: one line naming the file and the fix
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    index = tileindex.open(copy)
+    index.path("country_summaries").write_text(damage, encoding="utf-8")
+    with pytest.raises(
+        InputError, match=r"summaries .* not JSON lines with a 'country_iso'.*rebuild"
+    ):
+        _ = tileindex.open(copy).keys
 
 
 def test_a_root_with_no_or_several_partitions(small_world, tmp_path: Path) -> None:

@@ -316,6 +316,29 @@ def test_one_and_two_workers_publish_the_same_bytes(built: Path, tmp_path: Path)
     assert len(published[0]) > 4
 
 
+def test_each_part_is_on_disk_before_its_task_ends(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a task fsyncs its finished part itself (as the build's tasks do), so the parts are
+    # synced side by side, not one after another by the publish
+    root = tmp_path / "out"
+    shutil.copytree(built, root)
+    rows, _ = _cells(GRID)
+    raster = write_raster(tmp_path / "v.tif", (rows % 7).astype(np.float32))
+    synced: list[tuple[str, int]] = []
+    original = values_module.fsync_file
+
+    def spy(path):  # type: ignore[no-untyped-def]
+        synced.append((Path(path).name, pq.read_metadata(path).num_rows))  # a whole file
+        return original(path)
+
+    monkeypatch.setattr(values_module, "fsync_file", spy)
+    result = tileindex.values(root, raster, workers=1)  # the tasks run in this process
+    parts = part_files(result.paths["tile_values"])
+    assert len(parts) > 1
+    assert sorted(synced) == sorted((p.name, pq.read_metadata(p).num_rows) for p in parts)
+
+
 def test_small_windows_bound_memory_and_change_nothing(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

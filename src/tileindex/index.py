@@ -103,8 +103,14 @@ class Index:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise InputFileError(f"summaries {path}: cannot read ({exc.strerror})") from exc
-        rows = json.loads("[" + ",".join(line for line in lines if line.strip()) + "]")
-        return tuple(str(row[self.key_column]) for row in rows)  # one parse: 3x faster
+        try:  # one parse for every line
+            rows = json.loads("[" + ",".join(line for line in lines if line.strip()) + "]")
+            return tuple(str(row[self.key_column]) for row in rows)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(
+                f"summaries {path} are not JSON lines with a {self.key_column!r} each "
+                f"({exc!r}); the output root is damaged: rebuild it with 'tileindex build'"
+            ) from exc
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -387,10 +393,9 @@ def _plain(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray | pa.
 def _repeat(value: str, n: int, type_: pa.DataType) -> pa.Array:
     """``value`` ``n`` times, as a string array built from its buffers.
 
-    A tenth of the time of ``pa.repeat`` or a dictionary's cast (5.5 and 11.6 ms per
-    million rows; this, 0.4), and no Python scalar is made (``pa.scalar`` imports pandas).
-    The buffers come from Arrow's memory pool, which reuses its pages: NumPy's large
-    arrays are fresh pages each time, and touching those first costs more than the rest.
+    Several times faster than ``pa.repeat`` or a one-valued dictionary's cast
+    (``benchmarks/open.py`` times the three), and no Python scalar is made (``pa.scalar``
+    imports pandas). The buffers come from Arrow's memory pool, which reuses its pages.
     """
     import numpy as np
 

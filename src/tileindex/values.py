@@ -515,7 +515,7 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
         writer.add_key_value_metadata({b"ARROW:schema": _arrow_schema_entry(key)})
     # on disk before the task ends, as the build's parts are: the parts are synced side by
     # side while others are computed, and the publish's fsync of the tree finds them clean
-    # (it spent 1.6 s syncing the 30" world's parts one after another)
+    # instead of syncing every part one after another
     fsync_file(task.staged)
     return _PartResult(task.number, rows, nulls, strips.cells_read, tuple(stats.items()))
 
