@@ -9,6 +9,7 @@ import sys
 from fractions import Fraction
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,7 +108,18 @@ def test_the_accumulator_refuses_mismatched_shapes() -> None:
 # -- the strip plan of the gather --------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+def _cells(data: st.DataObject, cells: int) -> npt.NDArray[np.uint64]:
+    """Tile ids as a row group holds them (runs of ascending ids, one per key, starting
+    anywhere), or in any order at all."""
+    if data.draw(st.booleans()):
+        ids = data.draw(st.lists(st.integers(0, cells - 1), max_size=400))
+    else:
+        runs = data.draw(st.lists(st.lists(st.integers(0, cells - 1), max_size=120), max_size=5))
+        ids = [i for run in runs for i in sorted(set(run))]
+    return np.array(ids, dtype=np.uint64)
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     st.integers(1, 50_000),
     st.integers(1, 2_000),
@@ -115,24 +127,42 @@ def test_the_accumulator_refuses_mismatched_shapes() -> None:
     st.integers(1, 700),
     st.data(),
 )
-def test_the_plan_finds_rows_columns_and_strips_like_divmod(
+def test_the_plan_puts_every_cell_in_its_strip_and_marks_its_chunk(
     ncols: int, nrows: int, step: int, chunk: int, data: st.DataObject
 ) -> None:
-    cells = ncols * nrows
-    ids = np.array(data.draw(st.lists(st.integers(0, cells - 1), max_size=400)), dtype=np.uint64)
+    ids = _cells(data, ncols * nrows)
     plan = gather.plan(ids, nrows, ncols, step, chunk)
     rows, cols = np.divmod(ids.astype(np.int64), ncols)
-    assert (plan.rows == rows).all() and (plan.cols == cols).all()
-    seen = []
-    for s in range(plan.starts.size - 1):
-        members = plan.order[plan.starts[s] : plan.starts[s + 1]]
+    assert (np.diff(plan.strips) > 0).all()  # each strip once, in ascending order
+    seen: list[int] = []
+    need = np.zeros_like(plan.need)
+    for k, s in enumerate(plan.strips.tolist()):
+        j0, j1 = plan.bounds[k], plan.bounds[k + 1]
+        members = np.concatenate(
+            [np.arange(a, b) for a, b in zip(plan.lo[j0:j1], plan.hi[j0:j1], strict=True)]
+        ).astype(np.int64)
         assert (rows[members] // step == plan.first + s).all()
         assert (np.diff(members) > 0).all()  # a strip's cells keep their order
-        need = np.zeros(plan.need.shape[1], dtype=bool)
-        need[cols[members] // chunk] = True
-        assert (plan.need[s] == need).all()
+        need[s, cols[members] // chunk] = True
         seen.extend(members.tolist())
-    assert sorted(seen) == list(range(ids.size))
+    assert sorted(seen) == list(range(ids.size))  # every cell exactly once
+    assert (plan.need == need).all()  # the chunks of its cells, and no other
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 12), st.data())
+def test_take_copies_each_strips_values_to_its_cells(
+    ncols: int, nrows: int, step: int, data: st.DataObject
+) -> None:
+    raster = np.arange(ncols * nrows, dtype=np.float32).reshape(nrows, ncols) * 0.5 + 1
+    ids = _cells(data, ncols * nrows)
+    plan = gather.plan(ids, nrows, ncols, step, 2)
+    out = np.zeros(ids.size)
+    for k, s in enumerate(plan.strips.tolist()):
+        r0 = (plan.first + s) * step
+        gather.take(plan, k, r0, raster[r0 : r0 + step], out)
+    expected = [raster[int(i) // ncols, int(i) % ncols] for i in ids]  # one cell at a time
+    assert out.tolist() == expected
 
 
 def test_the_plan_divides_exactly_up_to_two_to_the_53() -> None:
@@ -141,6 +171,7 @@ def test_the_plan_divides_exactly_up_to_two_to_the_53() -> None:
     for ncols in (43199, 2**26 - 3, 2**31 - 1):
         nrows = (2**53 - 1) // ncols
         top = nrows * ncols
+        step = max(1, nrows // 7)
         ids = np.concatenate(
             [
                 np.arange(top - 3000, top, dtype=np.uint64),
@@ -149,21 +180,16 @@ def test_the_plan_divides_exactly_up_to_two_to_the_53() -> None:
                 (np.arange(1, 2000, dtype=np.uint64) * np.uint64(ncols) - np.uint64(1)),
             ]
         )
-        plan = gather.plan(ids, nrows, ncols, nrows, max(256, ncols // 1000))  # one strip
+        plan = gather.plan(ids, nrows, ncols, step, max(256, ncols // 1000))
         rows, cols = np.divmod(ids.astype(np.int64), ncols)
-        assert (plan.rows == rows).all() and (plan.cols == cols).all()
-
-
-def test_take_copies_a_strips_values_to_its_cells() -> None:
-    ncols, nrows, step = 7, 9, 4
-    raster = np.arange(ncols * nrows, dtype=np.float32).reshape(nrows, ncols) * 0.5
-    ids = np.array([60, 3, 22, 8, 41, 62, 0], dtype=np.uint64)
-    plan = gather.plan(ids, nrows, ncols, step, 2)
-    out = np.full(ids.size, np.nan)
-    for s in range(plan.starts.size - 1):
-        r0 = (plan.first + s) * step
-        gather.take(plan, s, r0, raster[r0 : r0 + step], out)
-    assert (out == raster.reshape(-1)[ids.astype(np.int64)]).all()
+        strip = np.empty(ids.size, dtype=np.int64)
+        for k, s in enumerate(plan.strips.tolist()):
+            for j in range(plan.bounds[k], plan.bounds[k + 1]):
+                strip[plan.lo[j] : plan.hi[j]] = plan.first + s
+        assert (strip == rows // step).all()
+        need = np.zeros_like(plan.need)
+        need[rows // step - plan.first, cols // max(256, ncols // 1000)] = True
+        assert (plan.need == need).all()
 
 
 def test_importing_tileindex_does_not_import_numba() -> None:

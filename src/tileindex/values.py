@@ -339,13 +339,13 @@ class _Strips:
         cells = gather.plan(ids, grid.nrows, grid.ncols, self.info.window_rows, self.chunk)
         out = np.empty(ids.size, dtype=np.float64)
         ok = np.empty(ids.size, dtype=np.uint8) if self.info.mask_band else None
-        for s in np.flatnonzero(np.diff(cells.starts)).tolist():
+        for k, s in enumerate(cells.strips.tolist()):
             number = cells.first + s
             data, mask = self._strip(number, cells.need[s])
             r0 = number * self.info.window_rows
-            gather.take(cells, s, r0, data, out)
+            gather.take(cells, k, r0, data, out)
             if mask is not None and ok is not None:
-                gather.take(cells, s, r0, mask, ok)
+                gather.take(cells, k, r0, mask, ok)
         valid = ~np.isnan(out)
         if ok is not None:
             valid &= ok != 0
@@ -354,7 +354,7 @@ class _Strips:
         infinite = np.isinf(out)
         if infinite.any() and (infinite & valid).any():
             at = int(np.flatnonzero(infinite & valid)[0])
-            row, col = int(cells.rows[at]), int(cells.cols[at])
+            row, col = divmod(int(ids[at]), grid.ncols)
             raise InputError(
                 f"{RASTER_ROLE} {self.info.path}: infinite value at row {row}, column "
                 f"{col}; set it to nodata (or a finite number) and run again",
