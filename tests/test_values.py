@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import json
 import shutil
+import threading
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -301,19 +302,46 @@ def _tree_bytes(*paths: Path) -> dict[str, bytes]:
     return out
 
 
-def test_one_and_two_workers_publish_the_same_bytes(built: Path, tmp_path: Path) -> None:
+def test_any_workers_on_threads_or_processes_publish_the_same_bytes(
+    built: Path, tmp_path: Path
+) -> None:
     rows, cols = _cells(GRID)
     data = np.sin(rows * 0.37 + cols * 0.11) * 1e3  # every sum rounds somewhere
     raster = write_raster(tmp_path / "s.tif", data.astype(np.float64))
     published = []
-    for workers in (1, 2):
+    for workers, executor in ((1, None), (2, None), (3, None), (2, "process")):
+        root = tmp_path / f"out{workers}{executor}"
+        shutil.copytree(built, root)
+        result = tileindex.values(root, raster, workers=workers, executor=executor)
+        assert result.workers == workers
+        published.append(_tree_bytes(result.paths["tile_values"], result.paths["region_values"]))
+    assert all(p == published[0] for p in published[1:])
+    assert len(published[0]) > 4
+
+
+def test_several_workers_are_threads_of_this_process_and_one_is_this_thread(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, _ = _cells(GRID)
+    raster = write_raster(tmp_path / "v.tif", (rows % 7).astype(np.float32))
+    ran: list[str] = []
+    original = values_module._values_part
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        ran.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(values_module, "_values_part", spy)
+    names = {}
+    for workers in (2, 1):
         root = tmp_path / f"out{workers}"
         shutil.copytree(built, root)
         result = tileindex.values(root, raster, workers=workers)
-        assert result.workers == workers
-        published.append(_tree_bytes(result.paths["tile_values"], result.paths["region_values"]))
-    assert published[0] == published[1]
-    assert len(published[0]) > 4
+        names[workers], ran[:] = list(ran), []
+        assert len(names[workers]) == len(part_files(result.paths["tile_values"])) > 1
+    threads, main = names[2], names[1]
+    assert all(name.startswith("tileindex-values") for name in threads), threads
+    assert set(main) == {threading.current_thread().name}, main
 
 
 def test_each_part_is_on_disk_before_its_task_ends(

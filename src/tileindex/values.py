@@ -41,6 +41,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from tileindex.arrays import from_numpy, to_numpy
 from tileindex.contract import (
     REGION_VALUE_COLUMNS,
     VALUE_COLUMN,
@@ -56,7 +57,7 @@ from tileindex.errors import (
     InputFileError,
     RasterMismatchError,
 )
-from tileindex.executors import ExecutorSpec, Job, TaskRunner
+from tileindex.executors import ExecutorSpec, Job, TaskRunner, default_workers
 from tileindex.fsio import fsync_dir, fsync_file, make_dirs, write_atomic
 from tileindex.grid import Grid
 from tileindex.index import Index, open_index
@@ -121,7 +122,8 @@ def _arrow_schema_entry(key_column: str) -> bytes:
     """
     sink = io.BytesIO()
     options = _tile_values_options(key_column)
-    pq.write_table(tile_values_schema(key_column).empty_table(), sink, **options)
+    empty = pa.Table.from_batches([], schema=tile_values_schema(key_column))  # no pandas
+    pq.write_table(empty, sink, **options)
     return bytes(pq.read_metadata(io.BytesIO(sink.getvalue())).metadata[b"ARROW:schema"])
 
 
@@ -492,19 +494,18 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
         pending: Future[None] | None = None
         for group in range(index.metadata.num_row_groups):
             table = index.read_row_group(group, columns=[key, "tile_id"]).combine_chunks()
-            ids = table.column("tile_id").to_numpy()
+            ids = to_numpy(table.column("tile_id"))
             fractions = None
             if coverage is not None:
                 fractions = _fractions(coverage, group, table, task)
             value, valid = strips.values_at(ids)
             keys = table.column(key).combine_chunks()
-            for lo, hi in _runs(keys.indices):
+            names, codes = keys.dictionary.to_pylist(), to_numpy(keys.indices)
+            for lo, hi in _runs(codes):
                 f = None if fractions is None else fractions[lo:hi]
                 part = _Stats.of(acc, value[lo:hi], valid[lo:hi], f)
-                stats.setdefault(keys[lo].as_py(), _Stats()).add(part)
-            out = pa.table(
-                [keys, table.column("tile_id"), pa.array(value, mask=~valid)], schema=schema
-            )
+                stats.setdefault(names[codes[lo]], _Stats()).add(part)
+            out = pa.table([keys, table.column("tile_id"), from_numpy(value, valid)], schema=schema)
             if pending is not None:
                 pending.result()
             pending = pool.submit(writer.write_table, out, row_group_size=max(1, out.num_rows))
@@ -520,11 +521,10 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     return _PartResult(task.number, rows, nulls, strips.cells_read, tuple(stats.items()))
 
 
-def _runs(codes: pa.Array) -> Iterator[tuple[int, int]]:
+def _runs(c: npt.NDArray[np.integer[Any]]) -> Iterator[tuple[int, int]]:
     """(start, stop) of each run of equal dictionary codes. The rows are sorted by key
     (§6.4), so a key is one run, or several if its value sits in the dictionary twice:
     the statistics of a key's runs are added, so that changes nothing."""
-    c = codes.to_numpy(zero_copy_only=False)
     if c.size == 0:
         return
     edges = (np.flatnonzero(c[1:] != c[:-1]) + 1).tolist()
@@ -540,7 +540,7 @@ def _fractions(
             f"{task.coverage_part} does not hold the rows of {task.index_part} (row group "
             f"{group}); the index is damaged: rebuild it with 'tileindex build --coverage'"
         )
-    return np.asarray(cov.column("coverage_fraction").to_numpy(), dtype=np.float64)
+    return to_numpy(cov.column("coverage_fraction"))
 
 
 # -- the whole index ------------------------------------------------------------------------
@@ -570,9 +570,13 @@ def values(
     index : an :class:`Index` (``tileindex.open``) or the output root of a build.
     raster : a raster with exactly the index's grid (size and transform) in EPSG:4326,
         else ``E002_RASTER_MISMATCH`` (``E007_CRS_MISMATCH`` for another CRS).
-    workers : worker processes, one part file per task; the bytes do not depend on it.
+    workers : parts run at once, one part file per task (None: every core); the bytes do
+        not depend on it. Without ``executor``, more than one runs on threads of this
+        process (every step releases the GIL), one in the calling thread.
     band : the raster band to read (1-based).
-    executor, parameter_hash : as for :func:`tileindex.build` / :func:`tileindex.open`.
+    executor : ``"process"`` or ``"dask"`` (or a ready executor or dask client, as for
+        :func:`tileindex.build`) to run the parts elsewhere than on threads.
+    parameter_hash : as for :func:`tileindex.open`.
 
     Examples
     --------
@@ -619,7 +623,7 @@ def values(
             for n, part in enumerate(index_parts)
         ]
         jobs = [Job(t.number, _values_part, (t,), f"values of {t.index_part.name}") for t in tasks]
-        with TaskRunner(executor, workers) as runner:
+        with _threads(executor, workers) as pool, TaskRunner(pool or executor, workers) as runner:
             try:
                 results = runner.run(jobs, on_result=lambda *_: None)
             finally:
@@ -661,6 +665,22 @@ def values(
         workers=used,
         cells_read=sum(r.cells_read for r in results.values()),
     )
+
+
+@contextlib.contextmanager
+def _threads(executor: ExecutorSpec, workers: int | None) -> Iterator[ThreadPoolExecutor | None]:
+    """The default executor of :func:`values` for more than one worker: threads of this
+    process. Every step of a part runs without the GIL (Arrow's reads and writes, GDAL's
+    decoding, the compiled loops), so threads use the cores as processes would, without
+    each process's start-up: the imports and numba's loading of its compiled loops, about
+    2 s of CPU per worker (``benchmarks/values.py``). ``None`` for one worker or a named
+    or given executor. Each thread's raster is closed with the thread."""
+    n = default_workers() if workers is None else workers
+    if executor is not None or not isinstance(n, int) or n <= 1:
+        yield None
+        return
+    with ThreadPoolExecutor(n, thread_name_prefix="tileindex-values") as pool:
+        yield pool
 
 
 def _region_table(

@@ -374,13 +374,23 @@ def predicate_option(compare: bool = False) -> Decorator:
     )
 
 
-def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _workers(help: str) -> Decorator:
     return click.option(
         "--workers",
         type=int,  # the library refuses < 1, with the same message as the API's
         default=None,
         metavar="N",
-        help="Worker processes (default: all cores; 1 runs in this process).",
+        help=help,
+    )
+
+
+def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return _workers("Worker processes (default: all cores; 1 runs in this process).")(fn)
+
+
+def thread_workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return _workers(
+        "Worker threads of this process (default: all cores; 1 runs in the main thread)."
     )(fn)
 
 

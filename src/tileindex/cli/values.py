@@ -13,7 +13,7 @@ from tileindex.cli.options import (
     json_option,
     out_read_option,
     parameter_hash_option,
-    workers_option,
+    thread_workers_option,
 )
 from tileindex.index import open_index
 from tileindex.values import ValuesResult
@@ -32,7 +32,7 @@ from tileindex.values import values as attach_values
 @click.option(
     "--band", type=click.IntRange(min=1), default=1, show_default=True, help="Band to read."
 )
-@workers_option
+@thread_workers_option
 @parameter_hash_option("the index to attach to (default: the only one under OUT).")
 @dictionary_option("the dataset dictionary YAML the build used (default: the built-in one).")
 @json_option
