@@ -206,3 +206,27 @@ def test_help_does_not_import_dask() -> None:
 def test_demo_does_not_import_dask(tmp_path: Path) -> None:
     args = ["demo", "--out", str(tmp_path), "--resolution", "600", "--workers", "2"]
     assert _dask_modules_after(*args, "--quiet", "--no-cache") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "said"),
+    [
+        (["--version"], 0, "tileindex, version"),
+        (["values", "--out", "no-such-root", "--raster", "x.tif"], 1, "(S1_BAD_INPUT)"),
+        (["values", "--workers"], 2, "requires an argument"),
+    ],
+)
+def test_the_program_ends_with_its_commands_status_and_output(
+    tmp_path: Path, args: list[str], status: int, said: str
+) -> None:
+    # `python -m tileindex` (and the console script) run the command through
+    # tileindex.cli.entry, which skips the interpreter's final collections
+    done = subprocess.run(
+        [sys.executable, "-m", "tileindex", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == status, done.stderr
+    assert said in done.stdout + done.stderr

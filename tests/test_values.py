@@ -8,6 +8,8 @@ import hashlib
 import importlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 from fractions import Fraction
@@ -653,3 +655,18 @@ def test_a_real_raster_natural_earth_shaded_relief(tmp_path: Path) -> None:
     tv = _read(result.paths["tile_values"])
     ids = np.asarray(tv["tile_id"].to_numpy(), dtype=np.int64)
     assert tv["value"].to_pylist() == pixels.ravel()[ids].astype(float).tolist()
+
+
+def test_values_never_imports_pandas(built: Path, tmp_path: Path) -> None:
+    # pyarrow imports pandas (half a second) on its first conversion to or from NumPy or
+    # Python lists; values runs on Arrow buffers (tileindex.arrays) and pays none of it
+    root = tmp_path / "out"
+    shutil.copytree(built, root)
+    rows, _ = _cells(GRID)
+    raster = write_raster(tmp_path / "v.tif", (rows % 7).astype(np.float32))
+    code = (
+        "import sys, tileindex\n"
+        f"tileindex.values({str(root)!r}, {str(raster)!r}, workers=2)\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

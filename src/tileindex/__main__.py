@@ -1,5 +1,5 @@
 """``python -m tileindex``: the command line."""
 
-from tileindex.cli import main
+from tileindex.cli import entry
 
-main()
+entry()

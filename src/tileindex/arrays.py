@@ -3,18 +3,21 @@
 pyarrow imports pandas (about 0.6 s) on its first conversion between NumPy and Arrow
 (``pa.array(ndarray)``, ``Array.to_numpy``), to check whether the object is a pandas
 one. A worker process of ``tileindex values`` does nothing with pandas, so it reads and
-makes the fixed-width columns it needs here: views of the buffers, no copy either way.
+makes the fixed-width columns it needs here: views of the buffers, no copy either way;
+small tables of Python values (``region_values``) are built here too, for the same
+reason (``pa.array`` of a list checks for pandas first).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-__all__ = ["from_numpy", "to_numpy"]
+__all__ = ["from_numpy", "strings", "table", "to_numpy"]
 
 
 def to_numpy(array: pa.Array | pa.ChunkedArray) -> npt.NDArray[Any]:
@@ -41,3 +44,35 @@ def from_numpy(values: npt.NDArray[np.generic], valid: npt.NDArray[np.bool_]) ->
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     type_ = pa.from_numpy_dtype(values.dtype)
     return pa.Array.from_buffers(type_, values.size, [bitmap, pa.py_buffer(values)], nulls)
+
+
+def strings(values: Sequence[str]) -> pa.Array:
+    """``values`` as a string array with no nulls, from its offsets and characters."""
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    chars = b"".join(data)
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(chars)]
+    )
+
+
+def table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """``rows`` (a mapping per row, None for null) as a table of ``schema``, whose
+    columns are strings or fixed-width numbers; a column that is not nullable refuses a
+    None."""
+    columns = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        valid = np.array([v is not None for v in values], dtype=np.bool_)
+        if not field.nullable and not valid.all():
+            raise ValueError(f"column {field.name!r} is not nullable but holds None")
+        if pa.types.is_string(field.type):
+            if not valid.all():
+                raise ValueError(f"string column {field.name!r}: nulls are not supported")
+            columns.append(strings(values))
+            continue
+        dtype = np.dtype(field.type.to_pandas_dtype())
+        filled = np.array([v if v is not None else 0 for v in values], dtype=dtype)
+        columns.append(from_numpy(filled, valid))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -41,6 +41,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from tileindex import arrays
 from tileindex.arrays import from_numpy, to_numpy
 from tileindex.contract import (
     REGION_VALUE_COLUMNS,
@@ -693,7 +694,7 @@ def _region_table(
             "the index is damaged: rebuild it"
         )
     rows = [{key: k, **per_key[k].row(weighted)} for k in keys]
-    return pa.Table.from_pylist(rows, schema=region_values_schema(key, weighted))
+    return arrays.table(rows, region_values_schema(key, weighted))
 
 
 def _publish(staged_values: Path, staged_regions: Path, final: Mapping[str, Path]) -> str:
