@@ -176,8 +176,11 @@ def world_index(resolution: float) -> Any:
     return tileindex.open(out)
 
 
-def measure(cmd: list[str], label: str, log: Path) -> dict[str, Any]:
-    """Run ``cmd`` as a child process and measure it from outside."""
+def measure(
+    cmd: list[str], label: str, log: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run ``cmd`` as a child process (with ``env`` when given) and measure it from
+    outside."""
     log.parent.mkdir(parents=True, exist_ok=True)
     timefile = log.with_suffix(".time")
     full = [GNU_TIME, "-v", "-o", str(timefile), *cmd] if Path(GNU_TIME).exists() else cmd
@@ -185,7 +188,7 @@ def measure(cmd: list[str], label: str, log: Path) -> dict[str, Any]:
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         peak = [0]
         stop = threading.Event()
 

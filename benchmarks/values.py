@@ -3,7 +3,7 @@ at ``--resolution`` with a synthetic population-like raster, against a plain win
 read of the same raster and against exactextract.
 
     python benchmarks/values.py [--resolution 30] [--repeats 3] [--workers CORES]
-                                [--no-exactextract] [--record LABEL]
+                                [--baseline COMMIT] [--no-exactextract] [--record LABEL]
 
 Prepares the world's inputs, builds an ``any_overlap`` index with ``--coverage`` once
 (kept under ``benchmarks/_work/values/``), and writes a deterministic float32 raster on
@@ -15,6 +15,10 @@ runs, as child processes measured from outside and alternating which goes first:
   (blocks of whole rows of at most ``WINDOW_BYTES``), summed with NumPy -- the floor of
   any tool that looks at every pixel once;
 - ``values``: ``tileindex values --workers N`` on a copy of the index without values.
+
+With ``--baseline COMMIT`` each repeat also runs that commit's ``tileindex values`` (its
+``src`` extracted by ``git archive``, run once on the 300″ world first so that its
+compiled loops are in numba's cache), alternating with ours.
 
 The medians and the ratio (target: at most 1.5x at 30″) are printed, then where the CPU
 of ``values`` goes: one more run with one worker in one process, each phase's thread CPU
@@ -51,7 +55,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, measure, record
+from run import BENCH, baseline_src, measure, record
 
 import tileindex
 from tileindex.grid import Grid
@@ -184,6 +188,13 @@ def plain_read(raster: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "cells": cells, "sum": total}
 
 
+def _values_cmd(index: Path, raster: Path, workers: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "tileindex", "values", "--out", str(index)),
+        *("--raster", str(raster), "--workers", str(workers), "--json"),
+    ]
+
+
 def _fresh_copy(index: Path) -> Path:
     out = WORK / "run"
     shutil.rmtree(out, ignore_errors=True)
@@ -264,6 +275,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     # the CLI's default: every core (the target is about tileindex values as users run it)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--baseline", metavar="COMMIT", help="also time values at this commit")
     ap.add_argument("--no-exactextract", action="store_true")
     ap.add_argument("--record", metavar="LABEL", default=None, help="append to RESULTS.md")
     ap.add_argument("--plain-read", type=Path, help=argparse.SUPPRESS)  # the child process
@@ -280,29 +292,25 @@ def main() -> None:
     grid = tileindex.open(index).grid
     raster = _raster(grid, args.resolution)
     plain_cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-read", str(raster)]
-    runs: dict[str, list[dict[str, Any]]] = {"plain read": [], "values": []}
+    baseline = f"values at {args.baseline}" if args.baseline else None
+    envs: dict[str, dict[str, str] | None] = {"values": None}
+    if baseline is not None:
+        src = baseline_src(args.baseline)
+        envs[baseline] = {**os.environ, "PYTHONPATH": str(src)}
+        warm = _index(300.0)  # its compiled loops into numba's cache, untimed
+        raster300 = _raster(tileindex.open(warm).grid, 300.0)
+        subprocess.run(_values_cmd(_fresh_copy(warm), raster300, 1), env=envs[baseline], check=True)
+    runs: dict[str, list[dict[str, Any]]] = {"plain read": [], **{n: [] for n in envs}}
     result: dict[str, Any] = {}
     for rep in range(args.repeats):
-        order = ["plain read", "values"] if rep % 2 == 0 else ["values", "plain read"]
+        order = list(runs) if rep % 2 == 0 else list(runs)[::-1]
         for name in order:
             log = WORK / "logs" / f"{name.replace(' ', '_')}_{rep}.log"
-            if name == "values":
-                copy = _fresh_copy(index)
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "tileindex",
-                    "values",
-                    "--out",
-                    str(copy),
-                    "--raster",
-                    str(raster),
-                    "--workers",
-                    str(args.workers),
-                    "--json",
-                ]
-                res = measure(cmd, name, log)
-                result = json.loads(log.read_text().strip().splitlines()[-1])
+            if name in envs:
+                cmd = _values_cmd(_fresh_copy(index), raster, args.workers)
+                res = measure(cmd, name, log, env=envs[name])
+                if name == "values":
+                    result = json.loads(log.read_text().strip().splitlines()[-1])
             else:
                 res = measure(plain_cmd, name, log)
             runs[name].append(res)
@@ -319,7 +327,7 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for name in runs:
-        label = f"values --workers {args.workers}" if name == "values" else name
+        label = f"{name} --workers {args.workers}" if name in envs else name
         lines.append(
             f"| {label} | {med(name, 'wall_s'):.1f} s | {med(name, 'cpu_s'):.1f} s | "
             f"{med(name, 'tree_rss_peak_bytes') / mib:.0f} MiB |"
@@ -331,6 +339,12 @@ def main() -> None:
         f"{grid.ncols} x {grid.nrows} = {grid.ncols * grid.nrows:,} cells, raster "
         f"{size / mib:.0f} MiB (float32, deflate, 256² tiles)",
     ]
+    if baseline is not None:
+        before = med(baseline, "wall_s")
+        notes.append(
+            f"- {baseline}, same repeats: {before / med('plain read', 'wall_s'):.2f}x the plain "
+            f"read; ours takes {med('values', 'wall_s') / before:.2f}x its time"
+        )
     copy = _fresh_copy(index)
     child = [sys.executable, str(Path(__file__).resolve()), "--breakdown", str(copy), str(raster)]
     done = subprocess.run(child, capture_output=True, text=True, check=True)
