@@ -673,8 +673,8 @@ def _threads(executor: ExecutorSpec, workers: int | None) -> Iterator[ThreadPool
     """The default executor of :func:`values` for more than one worker: threads of this
     process. Every step of a part runs without the GIL (Arrow's reads and writes, GDAL's
     decoding, the compiled loops), so threads use the cores as processes would, without
-    each process's start-up: the imports and numba's loading of its compiled loops, about
-    2 s of CPU per worker (``benchmarks/values.py``). ``None`` for one worker or a named
+    each process's start-up: the imports and numba's loading of its compiled loops, 2-3 s
+    of CPU per worker process (a timeline of ``benchmarks/values.py``'s world run). ``None`` for one worker or a named
     or given executor. Each thread's raster is closed with the thread."""
     n = default_workers() if workers is None else workers
     if executor is not None or not isinstance(n, int) or n <= 1:
