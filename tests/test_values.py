@@ -321,6 +321,19 @@ def test_any_workers_on_threads_or_processes_publish_the_same_bytes(
     assert len(published[0]) > 4
 
 
+def test_a_dask_cluster_publishes_the_bytes_of_one_thread(built: Path, tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason="the optional extra tileindex[dask]")
+    rows, cols = _cells(GRID)
+    raster = write_raster(tmp_path / "s.tif", np.cos(rows * 0.21 - cols * 0.07) * 1e2)
+    published = []
+    for workers, executor in ((1, None), (2, "dask")):
+        root = tmp_path / f"out{executor}"
+        shutil.copytree(built, root)
+        result = tileindex.values(root, raster, workers=workers, executor=executor)
+        published.append(_tree_bytes(result.paths["tile_values"], result.paths["region_values"]))
+    assert published[0] == published[1]
+
+
 def test_several_workers_are_threads_of_this_process_and_one_is_this_thread(
     built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
