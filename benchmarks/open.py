@@ -188,20 +188,20 @@ def child_bounds(root: str, keys: str) -> dict[str, Any]:
 
 def child_strings(rows: str) -> dict[str, float]:
     """Making a string column of ``rows`` copies of one key, three ways (medians of 9 in
-    one process): ours (``tileindex.index._repeat``, buffers from Arrow's pool), pyarrow's
+    one process): ours (``tileindex.arrays.repeat``, buffers from Arrow's pool), pyarrow's
     ``pa.repeat`` and the cast of a one-valued dictionary column to strings (what reading
     it as a dictionary and converting would cost); all three equal."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from tileindex.index import _repeat
+    from tileindex.arrays import repeat
 
     n = int(rows)
     dictionary = pa.DictionaryArray.from_arrays(
         pc.cast(pa.repeat(pa.scalar(0), n), pa.int32()), pa.array(["US"])
     )
     ways = {
-        "ours": lambda: _repeat("US", n, pa.string()),
+        "ours": lambda: repeat("US", n),
         "pa.repeat": lambda: pa.repeat(pa.scalar("US"), n),
         "dictionary cast": lambda: dictionary.cast(pa.string()),
     }

@@ -86,6 +86,37 @@ def test_a_table_refuses_none_in_a_column_that_is_not_nullable() -> None:
         arrays.table([{"count": None}], schema)
 
 
+@given(value=st.text(max_size=5), n=st.integers(0, 3000))
+def test_a_repeated_string_is_the_value_n_times(value: str, n: int) -> None:
+    made = arrays.repeat(value, n)
+    made.validate(full=True)
+    assert made.type == pa.string() and made.to_pylist() == [value] * n
+
+
+def test_a_repeat_beyond_32_bit_offsets_is_refused() -> None:
+    with pytest.raises(ValueError, match="do not fit"):
+        arrays.repeat("ab", 1 << 30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["CH", "LU", "VA"]), min_size=1, max_size=4),
+    st.lists(st.integers(0, 4), max_size=60),
+)
+def test_key_runs_are_the_runs_of_equal_keys(dictionary: list[str], picks: list[int]) -> None:
+    # a dictionary may hold a value twice (two codes, one run) and a row may be null
+    codes = [p if p < len(dictionary) else None for p in picks]
+    column = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(dictionary))
+    for part in (column, column.slice(len(codes) // 3)):  # slices keep their offset
+        expected: list[tuple[str | None, int, int]] = []
+        for i, key in enumerate(part.to_pylist()):  # one row at a time
+            if expected and expected[-1][0] == key:
+                expected[-1] = (key, expected[-1][1], i + 1)
+            else:
+                expected.append((key, i, i + 1))
+        assert arrays.key_runs(part) == expected
+
+
 def test_none_of_them_imports_pandas() -> None:
     code = (
         "import sys, numpy as np, pyarrow as pa\n"

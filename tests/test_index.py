@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import tileindex
 from tileindex.errors import ConfigError, InputError, InputFileError
 from tileindex.geometry import country_geometry
-from tileindex.index import _read_keys, _repeat
+from tileindex.index import _read_keys
 from tileindex.pipeline import build
 
 from factories import SMALL_WORLD_COUNTRIES, make_tiling
@@ -173,13 +173,6 @@ def test_key_reads_are_a_filter_of_the_rows(tmp_path: Path, monkeypatch, case, o
     got.validate(full=True)
     # a few rows kept from a row group do not hold the whole decoded group alive
     assert got.get_total_buffer_size() <= 2 * expect.get_total_buffer_size() + 64 * len(files)
-
-
-@given(value=st.text(max_size=5), n=st.integers(0, 3000))
-def test_a_made_string_column_is_the_value_repeated(value: str, n: int) -> None:
-    made = _repeat(value, n, pa.string())
-    made.validate(full=True)
-    assert made.type == pa.string() and made.to_pylist() == [value] * n
 
 
 def test_pandas_and_polars(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

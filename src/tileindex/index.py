@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tileindex.arrays import key_runs, repeat
 from tileindex.contract import DEFAULT_KEY_COLUMN, DatasetDictionary
 from tileindex.errors import ConfigError, InputError, InputFileError, RasterMismatchError
 from tileindex.geostore import read_region_geometry
@@ -321,21 +322,22 @@ class _Group:
         schema = part.schema_arrow
         fixed = {n: v for n in strings if (v := self.constant(schema, n)) is not None}
         if key in fixed:
-            runs = [(0, self.rows, fixed[key])] if fixed[key] in wanted else []
+            runs = [(fixed[key], 0, self.rows)] if fixed[key] in wanted else []
         else:
             codes = part.read_row_group(self.group, columns=[key], use_threads=threads)
-            runs = _runs(codes.column(0).combine_chunks(), wanted)
+            found = key_runs(codes.column(0).combine_chunks())
+            runs = [(k, a, b) for k, a, b in found if k is not None and k in wanted]
         if not runs:
             return []
         decode = [n for n in target.names if n not in fixed and n != key]
-        table = self._decode(part, decode, runs[-1][1], threads)
+        table = self._decode(part, decode, runs[-1][2], threads)
         pieces = []
-        for start, stop, value in runs:
+        for value, start, stop in runs:
             n, columns = stop - start, []
             for field in target:
                 if field.name == key or field.name in fixed:
                     made = value if field.name == key else fixed[field.name]
-                    columns.append(_repeat(made, n, field.type))
+                    columns.append(repeat(made, n))
                 else:
                     column = table.column(field.name).slice(start, n)
                     if 2 * n < table.num_rows:  # copied, not holding the decoded row group
@@ -360,24 +362,6 @@ class _Group:
         return pa.Table.from_batches(batches)
 
 
-def _runs(codes: pa.DictionaryArray, wanted: set[str]) -> list[tuple[int, int, str]]:
-    """(start, stop, key) of each run of rows holding a wanted key, in row order.
-
-    In Arrow alone: pyarrow imports pandas on its first conversion to or from NumPy
-    (half a second), which a process that only reads a country should not pay.
-    """
-    dictionary = codes.dictionary.to_pylist()
-    if not wanted.intersection(dictionary):
-        return []
-    encoded = pc.run_end_encode(codes.indices)
-    runs, start = [], 0
-    for stop, code in zip(encoded.run_ends.to_pylist(), encoded.values.to_pylist(), strict=True):
-        if code is not None and dictionary[code] in wanted:
-            runs.append((start, stop, dictionary[code]))
-        start = stop
-    return runs
-
-
 def _plain(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray | pa.Array:
     """A column as ``type_``: a dictionary-decoded string column made plain (made, not
     gathered, when these rows hold one value)."""
@@ -386,45 +370,8 @@ def _plain(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray | pa.
     array = column.combine_chunks()
     low, high = pc.min_max(array.indices).values()
     if not array.null_count and low == high:
-        return _repeat(array.dictionary[low.as_py()].as_py(), len(array), type_)
+        return repeat(array.dictionary[low.as_py()].as_py(), len(array))
     return array.cast(type_)
-
-
-def _repeat(value: str, n: int, type_: pa.DataType) -> pa.Array:
-    """``value`` ``n`` times, as a string array built from its buffers.
-
-    Several times faster than ``pa.repeat`` or a one-valued dictionary's cast
-    (``benchmarks/open.py`` times the three), and no Python scalar is made (``pa.scalar``
-    imports pandas). The buffers come from Arrow's memory pool, which reuses its pages.
-    """
-    import numpy as np
-
-    data = value.encode()
-    # 32-bit offsets, as the row group's own column had (a run is part of one row group)
-    assert pa.types.is_string(type_) and len(data) * n < 1 << 31, (type_, n)
-    offsets = pa.allocate_buffer(4 * (n + 1))
-    np.multiply(_counting(n + 1), len(data), out=np.frombuffer(offsets, dtype=np.int32))
-    chars = pa.allocate_buffer(len(data) * n)
-    out, done = np.frombuffer(chars, dtype=np.uint8), min(len(data), len(data) * n)
-    out[:done] = np.frombuffer(data, dtype=np.uint8)[:done]
-    while 0 < done < len(out):  # the value, then doubled: a memcpy each
-        step = min(done, len(out) - done)
-        out[done : done + step] = out[:step]
-        done += step
-    return pa.Array.from_buffers(type_, n, [None, offsets, chars])
-
-
-_COUNTING: list[Any] = []
-
-
-def _counting(n: int) -> Any:
-    """0, 1, ..., n - 1 as int32, from one array kept (and grown) for the process: a row
-    group's worth of offsets, four bytes a row."""
-    import numpy as np
-
-    if not _COUNTING or len(_COUNTING[0]) < n:
-        _COUNTING[:] = [np.arange(max(n, 1 << 20), dtype=np.int32)]
-    return _COUNTING[0][:n]
 
 
 def open_index(

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tileindex.arrays import key_runs
 from tileindex.errors import InputFileError
 from tileindex.layout import part_files
 
@@ -130,24 +130,6 @@ def read_key_runs(
                 batch_size=batch_rows, row_groups=[g.index for g in same_file], columns=names
             )
             for batch in batches:
-                for key, start, stop in _runs(batch.column(key_column)):
-                    if key in wanted:
+                for key, start, stop in key_runs(batch.column(key_column)):
+                    if key is not None and key in wanted:
                         yield key, batch.slice(start, stop - start)
-
-
-def _runs(column: pa.Array) -> Iterator[tuple[str, int, int]]:
-    """(key, start, stop) of each run of equal keys of a dictionary column (two codes
-    of one value are one run)."""
-    codes = np.asarray(column.indices.to_numpy(zero_copy_only=False))
-    if codes.size == 0:
-        return
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    values = column.dictionary.to_pylist()
-    run_keys = [values[c] for c in codes[starts].tolist()]
-    bounds = [*starts.tolist(), int(codes.size)]
-    key, start = run_keys[0], 0
-    for i in range(1, len(run_keys)):
-        if run_keys[i] != key:
-            yield key, start, bounds[i]
-            key, start = run_keys[i], bounds[i]
-    yield key, start, bounds[-1]

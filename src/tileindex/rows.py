@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from tileindex.arrays import repeat
 from tileindex.contract import DEFAULT_KEY_COLUMN, tile_bounds_schema, tile_index_schema
 from tileindex.coverage import BoundaryFractions
 from tileindex.errors import (
@@ -300,7 +301,7 @@ def _expand() -> Callable[..., None]:
 
 @functools.lru_cache(maxsize=4)
 def _repeated(value: str, n: int) -> pa.Array:
-    return pa.repeat(pa.scalar(value, pa.string()), n)
+    return repeat(value, n)
 
 
 def _repeat(value: str, n: int, max_rows: int) -> pa.Array:
@@ -308,7 +309,7 @@ def _repeat(value: str, n: int, max_rows: int) -> pa.Array:
     and the predicate repeat over millions of rows), short ones build their own."""
     if n == max_rows:
         return _repeated(value, n)
-    return pa.repeat(pa.scalar(value, pa.string()), n)
+    return repeat(value, n)
 
 
 class _Buffers:

@@ -42,7 +42,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from tileindex import arrays
-from tileindex.arrays import from_numpy, to_numpy
+from tileindex.arrays import from_numpy, key_runs, to_numpy
 from tileindex.contract import (
     REGION_VALUE_COLUMNS,
     VALUE_COLUMN,
@@ -501,11 +501,10 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
                 fractions = _fractions(coverage, group, table, task)
             value, valid = strips.values_at(ids)
             keys = table.column(key).combine_chunks()
-            names, codes = keys.dictionary.to_pylist(), to_numpy(keys.indices)
-            for lo, hi in _runs(codes):
+            for name, lo, hi in key_runs(keys):  # one run per key: rows sorted by key (§6.4)
                 f = None if fractions is None else fractions[lo:hi]
                 part = _Stats.of(acc, value[lo:hi], valid[lo:hi], f)
-                stats.setdefault(names[codes[lo]], _Stats()).add(part)
+                stats.setdefault(str(name), _Stats()).add(part)
             out = pa.table([keys, table.column("tile_id"), from_numpy(value, valid)], schema=schema)
             if pending is not None:
                 pending.result()
@@ -520,16 +519,6 @@ def _values_part(task: _PartTask, attempt: int = 1) -> _PartResult:
     # instead of syncing every part one after another
     fsync_file(task.staged)
     return _PartResult(task.number, rows, nulls, strips.cells_read, tuple(stats.items()))
-
-
-def _runs(c: npt.NDArray[np.integer[Any]]) -> Iterator[tuple[int, int]]:
-    """(start, stop) of each run of equal dictionary codes. The rows are sorted by key
-    (§6.4), so a key is one run, or several if its value sits in the dictionary twice:
-    the statistics of a key's runs are added, so that changes nothing."""
-    if c.size == 0:
-        return
-    edges = (np.flatnonzero(c[1:] != c[:-1]) + 1).tolist()
-    yield from zip([0, *edges], [*edges, c.size], strict=True)
 
 
 def _fractions(
@@ -673,8 +662,8 @@ def _threads(executor: ExecutorSpec, workers: int | None) -> Iterator[ThreadPool
     """The default executor of :func:`values` for more than one worker: threads of this
     process. Every step of a part runs without the GIL (Arrow's reads and writes, GDAL's
     decoding, the compiled loops), so threads use the cores as processes would, without
-    each process's start-up: the imports and numba's loading of its compiled loops, 2-3 s
-    of CPU per worker process (a timeline of ``benchmarks/values.py``'s world run). ``None`` for one worker or a named
+    each process's start-up (its imports and numba's loading of its compiled loops);
+    ``benchmarks/values.py --processes`` times both. ``None`` for one worker or a named
     or given executor. Each thread's raster is closed with the thread."""
     n = default_workers() if workers is None else workers
     if executor is not None or not isinstance(n, int) or n <= 1:
