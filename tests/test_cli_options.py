@@ -230,3 +230,28 @@ def test_the_program_ends_with_its_commands_status_and_output(
     )
     assert done.returncode == status, done.stderr
     assert said in done.stdout + done.stderr
+
+
+def test_the_program_freezes_the_collector_after_the_command(tmp_path: Path) -> None:
+    # the interpreter's last collections are skipped only after the command has run
+    code = (
+        "import gc, sys\n"
+        "from tileindex import cli\n"
+        "gc.freeze = lambda: print('frozen', file=sys.stderr)\n"
+        "sys.argv = ['tileindex', '--version']\n"
+        "cli.entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tileindex, version" in done.stdout and done.stderr.strip() == "frozen"
+
+
+def test_the_console_script_and_python_m_run_the_program_entry() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "tileindex"]
+    assert script.value == "tileindex.cli:entry"
+    main_module = (SRC / "tileindex" / "__main__.py").read_text(encoding="utf-8")
+    assert "entry()" in main_module
