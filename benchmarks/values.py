@@ -3,7 +3,8 @@ at ``--resolution`` with a synthetic population-like raster, against a plain win
 read of the same raster and against exactextract.
 
     python benchmarks/values.py [--resolution 30] [--repeats 3] [--workers CORES]
-                                [--baseline COMMIT] [--no-exactextract] [--record LABEL]
+                                [--baseline COMMIT] [--processes] [--no-exactextract]
+                                [--record LABEL]
 
 Prepares the world's inputs, builds an ``any_overlap`` index with ``--coverage`` once
 (kept under ``benchmarks/_work/values/``), and writes a deterministic float32 raster on
@@ -18,7 +19,11 @@ runs, as child processes measured from outside and alternating which goes first:
 
 With ``--baseline COMMIT`` each repeat also runs that commit's ``tileindex values`` (its
 ``src`` extracted by ``git archive``, run once on the 300″ world first so that its
-compiled loops are in numba's cache), alternating with ours.
+compiled loops are in numba's cache), alternating with ours. With ``--processes`` each
+repeat also runs ``tileindex.values(..., executor="process")`` (the same parts on worker
+processes instead of the default threads) in a child. Every values run prints its own
+time inside ``values()``; the rest of its wall time (imports, the process's end) is
+shown beside it.
 
 The medians and the ratio (target: at most 1.5x at 30″) are printed, then where the CPU
 of ``values`` goes: one more run with one worker in one process, each phase's thread CPU
@@ -276,13 +281,20 @@ def main() -> None:
     # the CLI's default: every core (the target is about tileindex values as users run it)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--baseline", metavar="COMMIT", help="also time values at this commit")
+    ap.add_argument("--processes", action="store_true", help="also time values on processes")
     ap.add_argument("--no-exactextract", action="store_true")
+    ap.add_argument("--on-processes", nargs=3, help=argparse.SUPPRESS)  # the child
     ap.add_argument("--record", metavar="LABEL", default=None, help="append to RESULTS.md")
     ap.add_argument("--plain-read", type=Path, help=argparse.SUPPRESS)  # the child process
     ap.add_argument("--breakdown", nargs=2, type=Path, help=argparse.SUPPRESS)  # the child
     args = ap.parse_args()
     if args.plain_read is not None:
         print(json.dumps(plain_read(args.plain_read)))
+        return
+    if args.on_processes is not None:
+        out, values_raster, workers = args.on_processes
+        done = tileindex.values(out, values_raster, workers=int(workers), executor="process")
+        print(json.dumps({"seconds": done.seconds, "rows": done.rows}))
         return
     if args.breakdown is not None:
         print(json.dumps(breakdown(*args.breakdown)))
@@ -291,9 +303,11 @@ def main() -> None:
     index = _index(args.resolution)
     grid = tileindex.open(index).grid
     raster = _raster(grid, args.resolution)
-    plain_cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-read", str(raster)]
+    self_cmd = [sys.executable, str(Path(__file__).resolve())]
+    plain_cmd = [*self_cmd, "--plain-read", str(raster)]
     baseline = f"values at {args.baseline}" if args.baseline else None
     envs: dict[str, dict[str, str] | None] = {"values": None}
+    processes = "values on processes" if args.processes else None
     if baseline is not None:
         src = baseline_src(args.baseline)
         envs[baseline] = {**os.environ, "PYTHONPATH": str(src)}
@@ -301,16 +315,24 @@ def main() -> None:
         raster300 = _raster(tileindex.open(warm).grid, 300.0)
         subprocess.run(_values_cmd(_fresh_copy(warm), raster300, 1), env=envs[baseline], check=True)
     runs: dict[str, list[dict[str, Any]]] = {"plain read": [], **{n: [] for n in envs}}
+    if processes is not None:
+        runs[processes] = []
     result: dict[str, Any] = {}
     for rep in range(args.repeats):
         order = list(runs) if rep % 2 == 0 else list(runs)[::-1]
         for name in order:
             log = WORK / "logs" / f"{name.replace(' ', '_')}_{rep}.log"
-            if name in envs:
-                cmd = _values_cmd(_fresh_copy(index), raster, args.workers)
-                res = measure(cmd, name, log, env=envs[name])
+            if name in envs or name == processes:
+                copy = _fresh_copy(index)
+                if name == processes:
+                    cmd = [*self_cmd, "--on-processes", str(copy), str(raster), str(args.workers)]
+                    res = measure(cmd, name, log)
+                else:
+                    res = measure(_values_cmd(copy, raster, args.workers), name, log, envs[name])
+                done = json.loads(log.read_text().strip().splitlines()[-1])
+                res["inside_s"] = done["seconds"]
                 if name == "values":
-                    result = json.loads(log.read_text().strip().splitlines()[-1])
+                    result = done
             else:
                 res = measure(plain_cmd, name, log)
             runs[name].append(res)
@@ -323,13 +345,14 @@ def main() -> None:
     mib = 1 << 20
     size = raster.stat().st_size
     lines = [
-        "| run | wall (median) | CPU | process tree RSS |",
-        "|---|---|---|---|",
+        "| run | wall (median) | of which inside `values()` | CPU | process tree RSS |",
+        "|---|---|---|---|---|",
     ]
     for name in runs:
-        label = f"{name} --workers {args.workers}" if name in envs else name
+        label = f"{name} --workers {args.workers}" if name != "plain read" else name
+        inside = f"{med(name, 'inside_s'):.1f} s" if name != "plain read" else "-"
         lines.append(
-            f"| {label} | {med(name, 'wall_s'):.1f} s | {med(name, 'cpu_s'):.1f} s | "
+            f"| {label} | {med(name, 'wall_s'):.1f} s | {inside} | {med(name, 'cpu_s'):.1f} s | "
             f"{med(name, 'tree_rss_peak_bytes') / mib:.0f} MiB |"
         )
     verdict = "within" if ratio <= TARGET else "OVER"
@@ -339,6 +362,14 @@ def main() -> None:
         f"{grid.ncols} x {grid.nrows} = {grid.ncols * grid.nrows:,} cells, raster "
         f"{size / mib:.0f} MiB (float32, deflate, 256² tiles)",
     ]
+    if processes is not None:
+        notes.append(
+            f'- the same parts on {args.workers} worker processes (`executor="process"`, '
+            "started from this script rather than the CLI, so compare the time inside "
+            f"`values()`), same repeats: {med(processes, 'inside_s'):.1f} s inside against "
+            f"{med('values', 'inside_s'):.1f} s on the default threads "
+            f"({med('values', 'inside_s') / med(processes, 'inside_s'):.2f}x)"
+        )
     if baseline is not None:
         before = med(baseline, "wall_s")
         notes.append(
