@@ -1,6 +1,6 @@
 """NumPy arrays to and from Arrow arrays by their buffers.
 
-pyarrow imports pandas (about 0.6 s) on its first conversion between NumPy and Arrow
+pyarrow imports pandas (half a second) on its first conversion between NumPy and Arrow
 (``pa.array(ndarray)``, ``Array.to_numpy``), to check whether the object is a pandas
 one. A worker process of ``tileindex values`` does nothing with pandas, so it reads and
 makes the fixed-width columns it needs here: views of the buffers, no copy either way;

@@ -42,9 +42,10 @@ def main(verbose: int) -> None:
 def entry() -> None:
     """The ``tileindex`` program (the console script and ``python -m tileindex``): the
     command, then the end of the process without the interpreter's final garbage
-    collections. Those walk every object still alive, most of them numba's (about 0.6 s
-    after ``tileindex values``), only to free memory the process gives back as it ends;
-    the commands have closed and synced every file they wrote by then."""
+    collections. Those walk every object still alive, most of them numba's, only to free
+    memory the process gives back as it ends (``benchmarks/values.py`` shows the time a
+    command spends outside its library call); the commands have closed and synced every
+    file they wrote by then."""
     try:
         main()  # exits with the command's status (SystemExit)
     finally:
