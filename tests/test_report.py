@@ -250,10 +250,13 @@ def test_resource_meter_measures_the_process(tmp_path):
 
     # allocate (and touch) more than the gap to the lifetime peak: the peak must rise
     grow = first.rss_peak_bytes - first.rss_now_bytes + (64 << 20)
-    block = np.ones(grow // 8, dtype=np.float64)
-    busy = float(block.sum())
-    later = meter.sample()
-    assert busy == grow // 8
+    with mmap.mmap(-1, grow) as block:  # fresh pages, as in test_module_level_probes
+        pages = np.frombuffer(block, dtype=np.uint8)
+        pages[:] = 1
+        busy = int(pages.sum())
+        later = meter.sample()
+        del pages
+    assert busy == grow
     assert later.rss_peak_bytes >= first.rss_peak_bytes + (32 << 20)
     assert later.cpu_seconds > first.cpu_seconds
     assert later.wall_seconds > first.wall_seconds
